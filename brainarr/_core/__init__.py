@@ -1,0 +1,1 @@
+"""Private core of brainarr: dims, options, validation, metadata and chunk helpers."""

@@ -1,0 +1,786 @@
+"""NIfTI <-> DataArray, fMRIPrep and RESTplus/DPABI inputs, and ingestion into a Zarr cohort store.
+
+Reading is lazy: :func:`load_nifti` returns a dask-backed DataArray whose chunks are read from
+the file only when computed. For an uncompressed ``.nii`` each chunk reads just its own bytes
+through nibabel's memory-mapped array proxy. A ``.nii.gz`` cannot be read at random offsets:
+each chunk decompresses the gzip stream from the start up to the last byte it needs (memory
+stays bounded by the chunk, but the CPU cost of a chunk is up to one full decompression), so
+for repeated work on gzipped inputs :func:`ingest` them once into a Zarr store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask.base import tokenize
+
+from brainarr._core.chunks import spatial_chunks
+from brainarr._core.dims import CONFOUND, SPATIAL, SUBJECT, TIME
+from brainarr._core.grid import is_axis_aligned, spatial_coords
+from brainarr._core.validation import describe, get_affine
+from brainarr.exceptions import DimensionError, MissingMetadataError
+
+__all__ = [
+    "find_dpabi",
+    "find_fmriprep",
+    "ingest",
+    "load_nifti",
+    "read_confounds",
+    "read_phenotypes",
+    "to_nifti",
+]
+
+PathLike = str | os.PathLike
+
+_TIME_UNIT_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6, "unknown": 1.0}
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+class _NiftiChunkReader:
+    """Array-like over a NIfTI file for :func:`dask.array.from_array`.
+
+    Each ``__getitem__`` opens the file (memory-mapped when uncompressed), slices the array
+    proxy and casts; the object holds only the path, so it pickles to remote workers.
+    """
+
+    def __init__(self, path: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = path
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(shape)
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        try:
+            img = nib.load(self.path, mmap="r")
+            proxy = img.dataobj
+            if len(proxy.shape) > self.ndim:  # trailing singleton dims squeezed on load
+                key = tuple(key) + (0,) * (len(proxy.shape) - self.ndim)
+            block = np.asarray(proxy[key], dtype=self.dtype)
+        except (OSError, EOFError, ValueError, zlib.error) as err:
+            raise OSError(f"cannot read voxel data from {self.path}: {err}") from err
+        return block
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(_NIFTI_SUFFIXES)
+
+
+def _check_complete(path: Path, header: nib.Nifti1Header, shape: tuple[int, ...]) -> None:
+    """Raise if the file is shorter than its header says (a truncated download or copy)."""
+    expected = int(header.get_data_offset()) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    if path.name.endswith(".gz"):
+        size = path.stat().st_size
+        if size < 18:
+            raise OSError(f"{path} is truncated: {size} bytes is not a gzip stream")
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            (isize,) = struct.unpack("<I", fh.read(4))
+        # ISIZE is the uncompressed length modulo 2**32 (RFC 1952); a truncated stream ends
+        # in compressed bytes instead, which almost never match.
+        if isize != expected % 2**32 and isize < expected % 2**32:
+            raise OSError(
+                f"{path} looks truncated: the gzip trailer says {isize} uncompressed bytes, "
+                f"the header needs {expected}"
+            )
+    else:
+        size = path.stat().st_size
+        if size < expected:
+            raise OSError(
+                f"{path} is truncated: {size} bytes on disk, the header needs {expected} "
+                f"(shape {shape}, {header.get_data_dtype()})"
+            )
+
+
+def _tr_from_header(header: nib.Nifti1Header) -> float | None:
+    zooms = header.get_zooms()
+    if len(zooms) < 4:
+        return None
+    _, time_unit = header.get_xyzt_units()
+    # pixdim is float32 on disk: take its shortest decimal form (0.8, not 0.800000011920929)
+    stored = float(np.format_float_positional(np.float32(zooms[3]), unique=True))
+    tr = stored * _TIME_UNIT_SECONDS.get(time_unit, 1.0)
+    return tr if np.isfinite(tr) and tr > 0 else None
+
+
+def load_nifti(
+    path: PathLike,
+    *,
+    chunks: str | Mapping[str, int] = "auto",
+    tr: float | None = None,
+    dtype: Any = np.float32,
+    name: str | None = None,
+) -> xr.DataArray:
+    """Open a NIfTI image as a lazy labelled DataArray.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.nii`` or ``.nii.gz`` file, 3-D (a map or mask) or 4-D (BOLD).
+    chunks : "auto" or mapping, default "auto"
+        Dask chunks by dim name. ``"auto"`` keeps ``time`` in one chunk and splits space into
+        blocks of about the ``chunk_mib`` option (64 MiB); a mapping may give some dims only.
+    tr : float, optional
+        Repetition time in seconds; overrides the header. Required when the header has none.
+    dtype : numpy dtype, default float32
+        Dtype of the returned data (scaling by ``scl_slope``/``scl_inter`` is applied).
+    name : str, optional
+        Name of the DataArray; ``"bold"`` for 4-D and the file stem for 3-D by default.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(x, y, z, time)`` or ``(x, y, z)``, dask-backed. Spatial coordinates are the
+        MNI millimetres of voxel centres (voxel indices for an oblique affine, with an
+        :class:`~brainarr.exceptions.ObliqueAffineWarning`), ``time`` in seconds from the first
+        volume. ``attrs``: ``affine`` (4 x 4 list), ``tr`` (s, 4-D only), ``units``, ``source``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    OSError
+        If the file is not a NIfTI image or is truncated.
+    DimensionError
+        If the image is not 3-D or 4-D.
+    MissingMetadataError
+        If a 4-D image has no usable TR in its header and ``tr`` is not given.
+
+    Notes
+    -----
+    Nothing is read until the result is computed. An uncompressed ``.nii`` is memory-mapped,
+    so computing one chunk reads only that chunk. A ``.nii.gz`` chunk decompresses the stream
+    up to its last byte (bounded memory, up to one decompression of CPU per chunk). The TR
+    respects the header's time unit (``xyzt_units``: s, ms or us; "unknown" is taken as s).
+
+    Examples
+    --------
+    >>> import brainarr as ba
+    >>> bold = ba.io.load_nifti("sub-01_bold.nii.gz")  # doctest: +SKIP
+    >>> bold.sel(x=-57, y=-12, z=30, method="nearest")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"NIfTI file not found: {path}")
+    if not _is_nifti(path):
+        raise OSError(f"{path} is not a NIfTI file (expected a .nii or .nii.gz name)")
+    try:
+        img = nib.load(path)
+    except Exception as err:
+        raise OSError(f"{path} is not a readable NIfTI image: {err}") from err
+    header = img.header
+    shape = tuple(int(s) for s in img.shape)
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) == 4 and shape[3] == 1:
+        pass  # one volume stays 4-D
+    if len(shape) not in (3, 4):
+        raise DimensionError(f"{path} has {len(shape)} dimensions {shape}; expected a 3-D map or 4-D BOLD")
+    _check_complete(path, header, tuple(int(s) for s in img.shape))
+
+    affine = np.asarray(img.affine, float)
+    coords = spatial_coords(affine, shape[:3], source=str(path))
+    attrs: dict[str, Any] = {
+        "affine": affine.tolist(),
+        "units": "arbitrary",
+        "source": str(path),
+    }
+    dims: tuple[str, ...] = SPATIAL
+    if len(shape) == 4:
+        dims = (*SPATIAL, TIME)
+        tr_value = float(tr) if tr is not None else _tr_from_header(header)
+        if tr_value is None or not np.isfinite(tr_value) or tr_value <= 0:
+            raise MissingMetadataError(
+                f"{path} has no repetition time in its header (pixdim[4] = {header.get_zooms()[3]}); "
+                "pass tr=... in seconds"
+            )
+        attrs["tr"] = tr_value
+        coords[TIME] = xr.Variable(TIME, np.arange(shape[3]) * tr_value, {"units": "s", "long_name": "time"})
+
+    dtype = np.dtype(dtype)
+    resolved = _resolve_chunks(shape, dims, chunks, dtype)
+    reader = _NiftiChunkReader(str(path), shape, dtype)
+    stat = path.stat()
+    token = tokenize(str(path.resolve()), stat.st_mtime_ns, stat.st_size, dtype.str, resolved)
+    data = da.from_array(
+        reader,
+        chunks=resolved,
+        name=f"load_nifti-{token}",
+        lock=False,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0,) * len(shape), dtype),
+    )
+    if name is None:
+        name = "bold" if len(shape) == 4 else re.sub(r"\.nii(\.gz)?$", "", path.name)
+    return xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
+
+
+def _resolve_chunks(
+    shape: tuple[int, ...], dims: tuple[str, ...], chunks: str | Mapping[str, int], dtype: np.dtype
+) -> tuple[int, ...]:
+    n_time = shape[3] if len(shape) == 4 else 1
+    auto = spatial_chunks(shape[:3], bytes_per_voxel=n_time * dtype.itemsize)
+    auto[TIME] = n_time
+    if isinstance(chunks, str):
+        if chunks != "auto":
+            raise ValueError(f"chunks must be 'auto' or a mapping of dim to size, got {chunks!r}")
+        chosen = auto
+    else:
+        unknown = set(chunks) - set(dims)
+        if unknown:
+            raise ValueError(f"chunks names unknown dims {sorted(unknown)}; dims are {dims}")
+        chosen = {
+            **auto,
+            **{k: (shape[dims.index(k)] if v in (-1, None) else int(v)) for k, v in chunks.items()},
+        }
+    return tuple(int(chosen[d]) for d in dims)
+
+
+def to_nifti(img: xr.DataArray, path: PathLike, *, dtype: Any = None) -> Path:
+    """Write a 3-D map or 4-D series to a NIfTI file with its affine and TR.
+
+    Parameters
+    ----------
+    img : xarray.DataArray
+        Dims ``(x, y, z)`` or ``(x, y, z, time)`` (any order; transposed to NIfTI order).
+        The affine comes from ``attrs["affine"]``.
+    path : str or path-like
+        Output ``.nii`` or ``.nii.gz``; parent folders are created.
+    dtype : numpy dtype, optional
+        On-disk dtype; default the data's (bool is written as uint8, float64 as float32 is
+        *not* implied: pass ``dtype`` to change it).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Notes
+    -----
+    Triggers computation. The file is written to a temporary name and renamed, so a crash
+    never leaves a half-written image under ``path``. Round trip with :func:`load_nifti`
+    (same dtype) is exact in values, affine, coordinates and TR.
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise ValueError(f"{path}: output name must end in .nii or .nii.gz")
+    extra = [d for d in img.dims if d not in (*SPATIAL, TIME)]
+    if extra or any(d not in img.dims for d in SPATIAL):
+        raise DimensionError(
+            f"to_nifti writes (x, y, z) or (x, y, z, time) arrays; {describe(img)} has dims {img.dims}"
+            + (f"; select or reduce {extra} first (e.g. img.sel(subject=...))" if extra else "")
+        )
+    order = (*SPATIAL, TIME) if TIME in img.dims else SPATIAL
+    affine = get_affine(img, func="brainarr.io.to_nifti")
+    data = np.asarray(img.transpose(*order).values)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if dtype is not None:
+        data = data.astype(dtype)
+    nii = nib.Nifti1Image(data, affine)
+    nii.header.set_qform(affine, code=1 if not is_axis_aligned(affine) else 4)
+    nii.header.set_sform(affine, code=1 if not is_axis_aligned(affine) else 4)
+    if TIME in img.dims:
+        tr = float(img.attrs.get("tr", 0.0))
+        zooms = (*nii.header.get_zooms()[:3], tr)
+        nii.header.set_zooms(zooms)
+        nii.header.set_xyzt_units(xyz="mm", t="sec")
+    else:
+        nii.header.set_xyzt_units(xyz="mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        nib.save(nii, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def read_confounds(path: PathLike, *, columns: Sequence[str] | None = None) -> xr.DataArray:
+    """Read a confounds table: an fMRIPrep ``*_desc-confounds_timeseries.tsv`` or an SPM ``rp_*.txt``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A tab-separated file with a header (fMRIPrep) or a whitespace-separated 6-column file
+        without header (SPM realignment parameters: x, y, z translations in mm, then pitch,
+        roll, yaw in radians, named ``trans_x .. rot_z`` here as fMRIPrep names them).
+    columns : sequence of str, optional
+        Columns to keep (default all).
+
+    Returns
+    -------
+    xarray.DataArray (time, confound), float64
+        ``time`` is the row index. The first row of fMRIPrep derivative columns (``*_derivative1``),
+        which fMRIPrep leaves empty, is set to 0; any other missing value raises.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"confounds file not found: {path}")
+    if path.name.startswith("rp_") or path.suffix == ".txt":
+        values = np.loadtxt(path, ndmin=2)
+        if values.shape[1] != 6:
+            raise ValueError(f"{path}: SPM realignment parameters need 6 columns, found {values.shape[1]}")
+        table = pd.DataFrame(values, columns=["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"])
+    else:
+        table = pd.read_csv(path, sep="\t", na_values=["n/a", "NaN", ""])
+    if columns is not None:
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise KeyError(
+                f"{path}: confound columns {missing} not found; available: {list(table.columns)[:12]}..."
+            )
+        table = table[list(columns)]
+    derivative = [c for c in table.columns if "derivative" in c]
+    if len(table) and derivative:
+        table.loc[table.index[0], derivative] = table.loc[table.index[0], derivative].fillna(0.0)
+    bad = [c for c in table.columns if table[c].isna().any()]
+    if bad:
+        raise ValueError(f"{path}: confound columns {bad[:5]} contain missing values (NaN or n/a)")
+    out = xr.DataArray(
+        table.to_numpy(dtype=float),
+        dims=(TIME, CONFOUND),
+        coords={CONFOUND: np.array(list(table.columns), dtype=object)},
+        name="confounds",
+        attrs={"source": str(path)},
+    )
+    return out
+
+
+def read_phenotypes(phenotypes: pd.DataFrame | PathLike) -> pd.DataFrame:
+    """Read a phenotype table indexed by subject id.
+
+    Parameters
+    ----------
+    phenotypes : DataFrame or path
+        A DataFrame indexed by subject id, or a BIDS ``participants.tsv`` / a CSV whose
+        ``participant_id`` (or first) column holds the ids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by subject id (str).
+    """
+    if isinstance(phenotypes, pd.DataFrame):
+        table = phenotypes.copy()
+    else:
+        path = Path(phenotypes)
+        if not path.exists():
+            raise FileNotFoundError(f"phenotype table not found: {path}")
+        sep = "\t" if path.suffix in (".tsv", ".txt") else ","
+        table = pd.read_csv(path, sep=sep, na_values=["n/a"])
+        key = "participant_id" if "participant_id" in table.columns else table.columns[0]
+        table = table.set_index(key)
+    table.index = table.index.map(str)
+    duplicated = table.index[table.index.duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"phenotype table lists subjects more than once: {duplicated}")
+    return table
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def find_fmriprep(root: PathLike, *, space: str = "MNI152", task: str | None = None) -> pd.DataFrame:
+    """Find preprocessed BOLD runs in an fMRIPrep derivatives folder.
+
+    Parameters
+    ----------
+    root : path
+        The derivatives folder (holding ``sub-*/[ses-*/]func/``).
+    space : str, default "MNI152"
+        Prefix of the ``space-`` entity to accept (``MNI152NLin2009cAsym``, ``MNI152NLin6Asym``...).
+    task : str, optional
+        Keep only this task (``task-<task>``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by subject id (``sub-XX``, with ``_ses-YY``/``_run-N`` appended when a subject
+        has several runs), columns ``bold`` and ``confounds`` (path or None).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"fMRIPrep folder not found: {root}")
+    pattern = re.compile(
+        r"^(sub-[^_]+)(?:_(ses-[^_]+))?_task-([^_]+)(?:_.*)?_space-([^_]+)(?:_.*)?_desc-preproc_bold\.nii(\.gz)?$"
+    )
+    rows = []
+    for bold in sorted(root.glob("sub-*/**/func/*_desc-preproc_bold.nii*")):
+        match = pattern.match(bold.name)
+        if not match or not match.group(4).startswith(space):
+            continue
+        if task is not None and match.group(3) != task:
+            continue
+        prefix = bold.name.split("_space-")[0]
+        confounds = bold.parent / f"{prefix}_desc-confounds_timeseries.tsv"
+        rows.append(
+            {
+                "participant": match.group(1),
+                "entities": prefix,
+                "bold": bold,
+                "confounds": confounds if confounds.exists() else None,
+            }
+        )
+    if not rows:
+        raise FileNotFoundError(
+            f"no '*_space-{space}*_desc-preproc_bold.nii[.gz]' files under {root}/sub-*/[ses-*/]func/"
+        )
+    table = pd.DataFrame(rows)
+    several = table["participant"].duplicated(keep=False)
+    ids = table["participant"].where(~several, table["entities"].str.replace(r"_task-[^_]+", "", regex=True))
+    return table.assign(subject=ids).set_index("subject")[["bold", "confounds"]]
+
+
+def find_dpabi(root: PathLike, *, functional: str | None = None) -> pd.DataFrame:
+    """Find subjects in a RESTplus/DPABI working folder (one folder per subject).
+
+    Parameters
+    ----------
+    root : path
+        Either a DPABI working directory (holding ``FunImg*`` stage folders and
+        ``RealignParameter/``) or directly a stage folder whose sub-folders are subjects.
+    functional : str, optional
+        Stage folder to read (``FunImgARCWF``, ``FunImgARCW``...); default the one with the
+        longest name (the most processed stage).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by subject folder name, columns ``bold`` (the subject's 4-D NIfTI) and
+        ``confounds`` (its ``rp_*.txt`` or None).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"DPABI folder not found: {root}")
+    stages = sorted(p for p in root.glob("FunImg*") if p.is_dir())
+    if functional is not None:
+        stage = root / functional
+        if not stage.is_dir():
+            raise FileNotFoundError(f"{stage} does not exist; stages found: {[p.name for p in stages]}")
+    elif stages:
+        stage = max(stages, key=lambda p: len(p.name))
+    else:
+        stage = root
+    rows = []
+    for folder in sorted(p for p in stage.iterdir() if p.is_dir()):
+        images = sorted(p for p in folder.iterdir() if _is_nifti(p))
+        if not images:
+            continue
+        if len(images) > 1:
+            raise ValueError(
+                f"{folder} holds {len(images)} NIfTI files; expected one 4-D image per subject folder"
+            )
+        rp = sorted((stage.parent / "RealignParameter" / folder.name).glob("rp_*.txt"))
+        rows.append({"subject": folder.name, "bold": images[0], "confounds": rp[0] if rp else None})
+    if not rows:
+        raise FileNotFoundError(f"no subject folders with a NIfTI image under {stage}")
+    return pd.DataFrame(rows).set_index("subject")
+
+
+def _sources_table(sources: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Normalise the ``sources`` argument of :func:`ingest` to a table of bold/confounds paths."""
+    participants = None
+    if isinstance(sources, pd.DataFrame):
+        table = sources
+    elif isinstance(sources, Mapping):
+        table = pd.DataFrame({"bold": pd.Series(dict(sources), dtype=object)})
+    elif isinstance(sources, (str, os.PathLike)) and Path(sources).is_dir():
+        root = Path(sources)
+        if any(root.glob("sub-*/**/func/*_desc-preproc_bold.nii*")):
+            table = find_fmriprep(root)
+            tsv = root / "participants.tsv"
+            participants = read_phenotypes(tsv) if tsv.exists() else None
+        else:
+            table = find_dpabi(root)
+    elif isinstance(sources, (str, os.PathLike)):
+        table = pd.DataFrame({"bold": [Path(sources)]}, index=[_subject_from_name(Path(sources))])
+    elif isinstance(sources, Iterable):
+        paths = [Path(p) for p in sources]
+        table = pd.DataFrame({"bold": paths}, index=[_subject_from_name(p) for p in paths], dtype=object)
+    else:
+        raise TypeError(
+            f"sources must be a mapping, a folder, a file or a list of files, got {type(sources).__name__}"
+        )
+    table.index = table.index.map(str)
+    duplicated = table.index[table.index.duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"subject ids appear more than once in the sources: {duplicated}")
+    if "confounds" not in table.columns:
+        table = table.assign(confounds=None)
+    return table, participants
+
+
+def _subject_from_name(path: Path) -> str:
+    match = re.search(r"(sub-[A-Za-z0-9]+)", path.name)
+    return match.group(1) if match else re.sub(r"\.nii(\.gz)?$", "", path.name)
+
+
+def ingest(
+    sources: Any,
+    store: str | os.PathLike,
+    phenotypes: pd.DataFrame | PathLike | None = None,
+    *,
+    confounds: Mapping[str, Any] | None = None,
+    confound_columns: Sequence[str] | None = None,
+    mask: xr.DataArray | None = None,
+    tr: float | None = None,
+    chunks: str | Mapping[str, int] = "auto",
+    storage_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Ingest subjects' BOLD (and confounds, phenotypes) into a Zarr cohort store.
+
+    Subjects are appended one by one along ``subject``. A subject becomes visible to
+    :func:`brainarr.open_cohort` only once all its data are written, so an interrupted ingest
+    leaves the store as it was after the last complete subject; running the same call again
+    skips the subjects already there and finishes the rest.
+
+    Parameters
+    ----------
+    sources : mapping, folder, file or list of files
+        ``{"sub-01": "sub-01_bold.nii.gz", ...}``; a DataFrame with ``bold`` (and optionally
+        ``confounds``) columns indexed by subject; an fMRIPrep derivatives folder (BOLD in
+        ``space-MNI152*``, confounds TSVs and ``participants.tsv`` are found); a RESTplus/DPABI
+        working folder (one folder per subject, ``RealignParameter/`` for motion); or files.
+    store : str or path-like
+        Zarr store: local path or any fsspec URL (``memory://``, ``s3://``, ``gs://``).
+    phenotypes : DataFrame or path, optional
+        Table indexed by subject id (e.g. ``participants.tsv``); each column becomes a
+        coordinate on ``subject`` (``group``, ``age``, ``sex``...). Every ingested subject must
+        have a row.
+    confounds : mapping, optional
+        Per-subject confounds (path, DataFrame or DataArray ``(time, confound)``), overriding
+        those found with the sources.
+    confound_columns : sequence of str, optional
+        Columns to keep from confound tables (default all; all subjects must share them).
+    mask : xarray.DataArray (x, y, z), optional
+        A group mask stored as ``mask`` with the cohort (on the same grid).
+    tr : float, optional
+        Repetition time (s) for images whose header lacks it.
+    chunks : "auto" or mapping
+        Spatial chunks of the stored BOLD (time is always one chunk).
+    storage_options : mapping, optional
+        Passed to fsspec for remote stores (credentials, endpoint).
+    progress : bool, default False
+        Show a progress bar per subject.
+
+    Returns
+    -------
+    xarray.Dataset
+        The cohort, opened lazily from the store (:func:`brainarr.open_cohort`).
+
+    Raises
+    ------
+    GridMismatchError
+        If a subject's grid, affine, TR or number of volumes differs from the cohort's; the
+        message names the subject and the difference. Nothing is written in that case.
+    MissingMetadataError
+        If a subject has no phenotype row.
+    DataValidationError
+        If a subject's BOLD contains NaN or Inf (the subject is rolled back).
+    """
+    from brainarr import cohort as _cohort
+
+    if isinstance(sources, xr.Dataset):
+        return _ingest_dataset(sources, store, storage_options=storage_options, progress=progress)
+
+    table, participants = _sources_table(sources)
+    if phenotypes is None and participants is not None:
+        phenotypes = participants
+    pheno = read_phenotypes(phenotypes) if phenotypes is not None else None
+    if pheno is not None:
+        missing = [s for s in table.index if s not in pheno.index]
+        if missing:
+            raise MissingMetadataError(
+                f"phenotypes have no row for subject(s) {missing}; "
+                "add them to the table or drop them from sources"
+            )
+
+    images = {}
+    for subject, row in table.iterrows():
+        try:
+            images[subject] = load_nifti(row["bold"], chunks=chunks, tr=tr)
+        except (OSError, DimensionError, MissingMetadataError) as err:
+            raise type(err)(f"subject {subject!r}: {err}") from err
+        if images[subject].ndim != 4:
+            raise DimensionError(f"subject {subject!r}: {row['bold']} is 3-D; ingest needs 4-D BOLD")
+
+    confound_arrays: dict[Hashable, xr.DataArray | None] = {}
+    for subject, row in table.iterrows():
+        given = (confounds or {}).get(subject, row["confounds"])
+        if given is not None and not isinstance(given, (xr.DataArray, pd.DataFrame)) and pd.isna(given):
+            given = None
+        confound_arrays[subject] = (
+            None if given is None else _as_confounds(given, subject, images[subject], confound_columns)
+        )
+    with_conf = {s for s, c in confound_arrays.items() if c is not None}
+    if with_conf and len(with_conf) != len(table):
+        lacking = sorted(set(table.index) - with_conf)
+        raise MissingMetadataError(f"confounds are given for some subjects but not for {lacking}")
+
+    static = {"mask": mask} if mask is not None else {}
+    subjects = {s: _subject_dataset(s, images[s], confound_arrays[s], pheno) for s in table.index}
+    _write_subjects(subjects, store, static=static, storage_options=storage_options, progress=progress)
+    return _cohort.open_cohort(store, storage_options=storage_options)
+
+
+def _ingest_dataset(
+    cohort: xr.Dataset, store, *, storage_options: Mapping[str, Any] | None, progress: bool
+) -> xr.Dataset:
+    """Write a cohort Dataset (e.g. a simulated one) subject by subject."""
+    from brainarr import cohort as _cohort
+
+    if SUBJECT not in cohort.dims or "bold" not in cohort:
+        raise DimensionError("a cohort Dataset to ingest needs a 'bold' variable with a 'subject' dim")
+    ids = [str(s) for s in cohort[SUBJECT].values]
+    duplicated = sorted({s for s in ids if ids.count(s) > 1})
+    if duplicated:
+        raise ValueError(f"subject ids appear more than once in the cohort: {duplicated}")
+    static = {name: var for name, var in cohort.data_vars.items() if SUBJECT not in var.dims}
+    per_subject = cohort.drop_vars(list(static))
+    subjects = {}
+    for i, subject in enumerate(ids):
+        ds = per_subject.isel({SUBJECT: slice(i, i + 1)})
+        ds = ds.assign_coords({SUBJECT: np.array([subject], dtype=object)})
+        for name, coord in ds.coords.items():
+            if coord.dims == (SUBJECT,) and coord.dtype.kind in ("U", "T", "O"):
+                ds = ds.assign_coords(
+                    {name: (SUBJECT, np.array([str(v) for v in coord.values], dtype=object))}
+                )
+        ds["bold"].attrs.setdefault("source", cohort.attrs.get("source", ""))
+        ds.attrs = {
+            "tr": cohort["bold"].attrs.get("tr", cohort.attrs.get("tr")),
+            "affine": cohort["bold"].attrs.get("affine", cohort.attrs.get("affine")),
+        }
+        subjects[subject] = ds
+    extra = {k: v for k, v in cohort.attrs.items() if k not in ("tr", "affine")}
+    _write_subjects(
+        subjects, store, static=static, attrs=extra, storage_options=storage_options, progress=progress
+    )
+    return _cohort.open_cohort(store, storage_options=storage_options)
+
+
+def _write_subjects(
+    subjects: Mapping[str, xr.Dataset],
+    store,
+    *,
+    static: Mapping[str, xr.DataArray],
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+) -> None:
+    """Validate every pending subject against the cohort, then append them one by one."""
+    import contextlib
+
+    from brainarr import cohort as _cohort
+
+    writer = _cohort.CohortWriter(store, storage_options=storage_options)
+    reference = writer.reference_dataset()
+    pending = [s for s in subjects if s not in writer.completed]
+    if not pending:
+        return
+    first = reference if reference is not None else subjects[pending[0]]
+    for subject in pending:
+        candidate = subjects[subject]
+        bold = (
+            candidate["bold"]
+            .isel({SUBJECT: 0})
+            .assign_attrs(
+                {**candidate["bold"].attrs, "tr": candidate.attrs["tr"], "affine": candidate.attrs["affine"]}
+            )
+        )
+        reference_bold = first["bold"].assign_attrs(
+            {**first["bold"].attrs, "tr": first.attrs["tr"], "affine": first.attrs["affine"]}
+        )
+        _cohort.check_compatible(reference_bold, bold, subject)
+        if ("confounds" in first) != ("confounds" in candidate):
+            raise MissingMetadataError(
+                f"subject {subject!r}: confounds are {'missing' if 'confounds' in first else 'present'}, "
+                "unlike the rest of the cohort"
+            )
+        if "confounds" in first:
+            ref_names = [str(c) for c in first["confounds"][CONFOUND].values]
+            names = [str(c) for c in candidate["confounds"][CONFOUND].values]
+            if names != ref_names:
+                raise MissingMetadataError(
+                    f"subject {subject!r}: confound columns {names} differ from the cohort's {ref_names}"
+                )
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        bar: Any = ProgressBar()
+    for subject in pending:
+        with bar if progress else contextlib.nullcontext():
+            writer.append(subjects[subject], static=static, attrs=attrs)
+
+
+def _as_confounds(
+    value: Any, subject: str, bold: xr.DataArray, columns: Sequence[str] | None
+) -> xr.DataArray:
+    if isinstance(value, xr.DataArray):
+        arr = value
+    elif isinstance(value, pd.DataFrame):
+        arr = xr.DataArray(
+            value.to_numpy(float),
+            dims=(TIME, CONFOUND),
+            coords={CONFOUND: np.array(list(value.columns), dtype=object)},
+        )
+    else:
+        arr = read_confounds(value, columns=columns)
+    if columns is not None and isinstance(value, (xr.DataArray, pd.DataFrame)):
+        arr = arr.sel({CONFOUND: list(columns)})
+    if arr.sizes[TIME] != bold.sizes[TIME]:
+        raise ValueError(
+            f"subject {subject!r}: confounds have {arr.sizes[TIME]} rows but the BOLD "
+            f"({bold.attrs.get('source')}) has {bold.sizes[TIME]} volumes"
+        )
+    if not np.all(np.isfinite(np.asarray(arr.values, float))):
+        raise ValueError(f"subject {subject!r}: confounds contain NaN or Inf values")
+    return arr.astype(np.float32).assign_coords(
+        {TIME: bold[TIME].values, CONFOUND: np.array(list(arr[CONFOUND].values), dtype=object)}
+    )
+
+
+def _subject_dataset(
+    subject: str, bold: xr.DataArray, confounds: xr.DataArray | None, pheno: pd.DataFrame | None
+) -> xr.Dataset:
+    data_vars: dict[str, xr.DataArray] = {"bold": bold.expand_dims({SUBJECT: [subject]})}
+    if confounds is not None:
+        data_vars["confounds"] = confounds.expand_dims({SUBJECT: [subject]})
+    ds = xr.Dataset(data_vars)
+    ds = ds.assign_coords({SUBJECT: np.array([subject], dtype=object)})
+    if pheno is not None:
+        row = pheno.loc[subject]
+        for column, value in row.items():
+            if isinstance(value, str) or (
+                value is not None and not isinstance(value, (int, float, np.number, bool))
+            ):
+                arr = np.array([str(value)], dtype=object)
+            else:
+                arr = np.array([value], dtype=float)
+            ds = ds.assign_coords({str(column): (SUBJECT, arr)})
+    ds.attrs.update({k: bold.attrs[k] for k in ("affine", "tr")})
+    ds["bold"].attrs.pop("affine", None)
+    ds["bold"].attrs.pop("tr", None)
+    ds["bold"].attrs.update(
+        {"source": bold.attrs.get("source", ""), "units": bold.attrs.get("units", "arbitrary")}
+    )
+    return ds

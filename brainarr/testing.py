@@ -1,0 +1,130 @@
+"""Public test helpers: laziness checks and synthetic BOLD builders.
+
+Downstream projects can reuse these in their own tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dask
+import numpy as np
+import xarray as xr
+
+from brainarr._core.dims import SPATIAL, TIME
+from brainarr._core.grid import spatial_coords
+
+__all__ = ["CountingScheduler", "assert_lazy", "make_affine", "make_bold", "raise_if_dask_computes"]
+
+
+class CountingScheduler:
+    """A dask scheduler that counts computes and raises past ``max_computes``.
+
+    Parameters
+    ----------
+    max_computes : int, default 0
+        Number of computes allowed before a :class:`RuntimeError`.
+    """
+
+    def __init__(self, max_computes: int = 0) -> None:
+        self.total_computes = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):
+        """Run the graph synchronously, counting the call."""
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(f"Too many computes. Total: {self.total_computes} > max: {self.max_computes}.")
+        return dask.get(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]:
+    """Context manager in which any dask compute beyond ``max_computes`` raises.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> from brainarr.testing import raise_if_dask_computes
+    >>> with raise_if_dask_computes():
+    ...     y = da.ones(4) + 1  # building a graph is fine
+    """
+    scheduler = CountingScheduler(max_computes)
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
+
+
+def assert_lazy(obj: xr.DataArray | xr.Dataset) -> None:
+    """Assert that ``obj`` (or every data variable of it) is backed by dask."""
+    variables = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
+    for var in variables:
+        if not dask.is_dask_collection(var.data):
+            raise AssertionError(f"{var.name!r} is not lazy (backed by {type(var.data).__name__})")
+
+
+def make_affine(
+    voxel_size: float | tuple[float, float, float] = 3.0, origin=(-90.0, -126.0, -72.0), flip_x: bool = True
+) -> np.ndarray:
+    """An MNI-like axis-aligned affine (x flipped by default, as SPM/RESTplus write it)."""
+    vs = np.broadcast_to(np.asarray(voxel_size, float), (3,)).copy()
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(vs)
+    affine[:3, 3] = origin
+    if flip_x:
+        affine[0, 0] = -vs[0]
+        affine[0, 3] = -origin[0]
+    return affine
+
+
+def make_bold(
+    values: np.ndarray | None = None,
+    *,
+    shape: tuple[int, int, int, int] = (7, 8, 9, 40),
+    tr: float = 2.0,
+    affine: np.ndarray | None = None,
+    chunks: dict | None = None,
+    seed: int = 0,
+    name: str = "bold",
+) -> xr.DataArray:
+    """Build a small labelled BOLD DataArray ``(x, y, z, time)`` for tests.
+
+    Parameters
+    ----------
+    values : ndarray, optional
+        4-D data; random normal float32 of ``shape`` when omitted.
+    shape : tuple of int
+        Shape when ``values`` is omitted; all sizes different by default, so axis mix-ups fail.
+    tr : float
+        Repetition time in s.
+    affine : array (4, 4), optional
+        Defaults to :func:`make_affine` with 3 mm voxels.
+    chunks : dict, optional
+        If given, the result is dask-backed with these chunks.
+    seed : int
+        Random seed.
+    name : str
+        Name of the DataArray.
+
+    Returns
+    -------
+    xarray.DataArray
+        With coords ``x, y, z`` (mm), ``time`` (s) and attrs ``affine``, ``tr``, ``units``, ``source``.
+    """
+    if values is None:
+        values = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    values = np.asarray(values)
+    affine = make_affine() if affine is None else np.asarray(affine, float)
+    coords = spatial_coords(affine, values.shape[:3])
+    if values.ndim == 4:
+        coords[TIME] = xr.Variable(TIME, np.arange(values.shape[3]) * tr, {"units": "s", "long_name": "time"})
+        dims = (*SPATIAL, TIME)
+    else:
+        dims = SPATIAL
+    da = xr.DataArray(values, dims=dims, coords=coords, name=name)
+    da.attrs.update({"affine": affine.tolist(), "units": "arbitrary", "source": "synthetic"})
+    if values.ndim == 4:
+        da.attrs["tr"] = float(tr)
+    if chunks is not None:
+        da = da.chunk(chunks)
+    return da
