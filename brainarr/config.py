@@ -1,0 +1,390 @@
+"""The study configuration: a TOML file whose defaults are the reference study's RESTplus settings.
+
+A config has four tables: ``[preprocess]``, ``[metrics]``, ``[group]`` and ``[output]``. Every
+key is optional; a missing key takes the study's value, an unknown key or a bad value raises
+:class:`ConfigError` naming the key, the value and what is allowed.
+
+Examples
+--------
+>>> from brainarr.config import StudyConfig
+>>> cfg = StudyConfig.from_toml_string('''
+... [preprocess]
+... discard = 5
+... [group.grf.dc]
+... voxel_p = 0.01
+... ''')
+>>> cfg.preprocess.discard, cfg.preprocess.band, cfg.group.grf["dc"].voxel_p
+(5, (0.01, 0.08), 0.01)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brainarr.exceptions import BrainarrError
+
+__all__ = [
+    "STUDY_SEEDS",
+    "ConfigError",
+    "GRFConfig",
+    "GroupConfig",
+    "MetricsConfig",
+    "OutputConfig",
+    "PermutationConfig",
+    "PreprocessConfig",
+    "StudyConfig",
+]
+
+#: The study's four seeds: left/right precentral and postcentral gyri (AAL1).
+STUDY_SEEDS = ("Postcentral_L", "Postcentral_R", "Precentral_L", "Precentral_R")
+
+METRIC_FAMILIES = ("alff", "reho", "fc", "dc")
+
+
+class ConfigError(BrainarrError, ValueError):
+    """A study configuration has an unknown key or an invalid value."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Subject-level preprocessing (RESTplus defaults of the study).
+
+    Attributes
+    ----------
+    discard : int
+        Volumes dropped at the start (10).
+    detrend : int
+        Polynomial order removed with the confounds (1: linear).
+    confounds : tuple of str
+        Nuisance model: ``"friston24"`` (Friston et al. 1996), ``"white_matter"``, ``"csf"``,
+        ``"global_signal"`` (not in the study).
+    band : (float, float)
+        Band-pass in Hz for ReHo, FC and DC, and the ALFF band (0.01, 0.08).
+    filter : {"ideal", "butterworth"}
+        Band-pass method ("ideal": RESTplus/DPABI FFT filter).
+    mask_threshold : float
+        Grey-matter probability threshold of the analysis mask (0.2).
+    tissue_threshold : float
+        Probability threshold of the white-matter and CSF masks for their mean signals (0.99
+        in DPABI's default segmentation masks; lower on coarse grids).
+    max_translation, max_rotation : float
+        Motion exclusion rule: mm and degrees (3 and 3).
+    """
+
+    discard: int = 10
+    detrend: int = 1
+    confounds: tuple[str, ...] = ("friston24", "white_matter", "csf")
+    band: tuple[float, float] = (0.01, 0.08)
+    filter: str = "ideal"
+    mask_threshold: float = 0.2
+    tissue_threshold: float = 0.9
+    max_translation: float = 3.0
+    max_rotation: float = 3.0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        _check(self.discard >= 0, "preprocess.discard", self.discard, "a non-negative integer")
+        _check(self.detrend in (0, 1, 2, 3), "preprocess.detrend", self.detrend, "0, 1, 2 or 3")
+        allowed = {"friston24", "white_matter", "csf", "global_signal"}
+        unknown = [c for c in self.confounds if c not in allowed]
+        _check(not unknown, "preprocess.confounds", list(self.confounds), f"a subset of {sorted(allowed)}")
+        low, high = self.band
+        _check(0 <= low < high, "preprocess.band", list(self.band), "[low, high] in Hz with 0 <= low < high")
+        _check(self.filter in ("ideal", "butterworth"), "preprocess.filter", self.filter, "'ideal' or 'butterworth'")
+        _check(0 <= self.mask_threshold < 1, "preprocess.mask_threshold", self.mask_threshold, "in [0, 1)")
+        _check(0 < self.tissue_threshold < 1, "preprocess.tissue_threshold", self.tissue_threshold, "in (0, 1)")
+        _check(self.max_translation > 0, "preprocess.max_translation", self.max_translation, "positive (mm)")
+        _check(self.max_rotation > 0, "preprocess.max_rotation", self.max_rotation, "positive (degrees)")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Subject-level metrics and their variants.
+
+    Attributes
+    ----------
+    families : tuple of str
+        Which metric families to compute: ``alff`` (ALFF/fALFF with m/z variants), ``reho``
+        (KCC, smoothed and mean-normalised: SMKCC), ``fc`` (seed FC, Fisher z), ``dc``
+        (degree centrality, binary and weighted, Sm and Sz variants).
+    seeds : tuple of str
+        AAL1 regions used as FC seeds (the study's four pre/postcentral gyri).
+    reho_neighbourhood : {7, 19, 27}
+        ReHo cluster size (27).
+    dc_threshold : float
+        Correlation threshold of degree centrality (r > 0.25).
+    smooth_fwhm : float
+        Gaussian FWHM in mm of the smoothed variants (6).
+    """
+
+    families: tuple[str, ...] = METRIC_FAMILIES
+    seeds: tuple[str, ...] = STUDY_SEEDS
+    reho_neighbourhood: int = 27
+    dc_threshold: float = 0.25
+    smooth_fwhm: float = 6.0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        unknown = [f for f in self.families if f not in METRIC_FAMILIES]
+        _check(not unknown, "metrics.families", list(self.families), f"a subset of {list(METRIC_FAMILIES)}")
+        _check(
+            self.reho_neighbourhood in (7, 19, 27), "metrics.reho_neighbourhood", self.reho_neighbourhood, "7, 19 or 27"
+        )
+        _check(-1 < self.dc_threshold < 1, "metrics.dc_threshold", self.dc_threshold, "a correlation in (-1, 1)")
+        _check(self.smooth_fwhm >= 0, "metrics.smooth_fwhm", self.smooth_fwhm, "a non-negative FWHM in mm")
+        if "fc" in self.families:
+            from brainarr.datasets import aal_labels
+
+            names = set(aal_labels()["name"])
+            bad = [s for s in self.seeds if s not in names]
+            if bad:
+                hints = {s: difflib.get_close_matches(s, sorted(names), n=2) for s in bad}
+                raise ConfigError(f"metrics.seeds: {bad} are not AAL1 regions (closest: {hints})")
+            _check(len(self.seeds) > 0, "metrics.seeds", [], "at least one AAL1 region")
+
+
+@dataclass(frozen=True)
+class GRFConfig:
+    """Gaussian random field cluster correction thresholds."""
+
+    voxel_p: float = 0.01
+    cluster_p: float = 0.01
+    two_tailed: bool = True
+
+    def validate(self, where: str = "group.grf") -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        _check(0 < self.voxel_p < 1, f"{where}.voxel_p", self.voxel_p, "a probability in (0, 1)")
+        _check(0 < self.cluster_p < 1, f"{where}.cluster_p", self.cluster_p, "a probability in (0, 1)")
+
+
+@dataclass(frozen=True)
+class PermutationConfig:
+    """Optional nonparametric inference (Freedman-Lane, FWE by the maximum statistic)."""
+
+    enabled: bool = False
+    n_perm: int = 5000
+    stat: str = "tfce"
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        _check(self.n_perm >= 10, "group.permutation.n_perm", self.n_perm, "at least 10")
+        stats = ("tfce", "cluster_mass", "cluster_size", "voxel")
+        _check(self.stat in stats, "group.permutation.stat", self.stat, f"one of {list(stats)}")
+
+
+def _study_grf() -> dict[str, GRFConfig]:
+    strict = GRFConfig(voxel_p=0.01, cluster_p=0.01)
+    return {"alff": strict, "reho": strict, "fc": strict, "dc": GRFConfig(voxel_p=0.05, cluster_p=0.05)}
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """Group level: two-sample t-test with covariates, then cluster correction.
+
+    Attributes
+    ----------
+    by : str
+        Subject coordinate holding the groups.
+    groups : (str, str)
+        Contrast ``groups[0] - groups[1]`` (patients minus controls).
+    covariates : tuple of str
+        Subject coordinates entered as covariates (age, sex).
+    grf : dict of GRFConfig
+        Thresholds per metric family (ALFF, ReHo, FC: 0.01/0.01; DC: 0.05/0.05).
+    permutation : PermutationConfig
+        Nonparametric inference, off by default.
+    exclude_movers : bool
+        Drop subjects flagged by the motion rule before the group analysis.
+    """
+
+    by: str = "group"
+    groups: tuple[str, str] = ("patient", "control")
+    covariates: tuple[str, ...] = ("age", "sex")
+    grf: dict[str, GRFConfig] = field(default_factory=_study_grf)
+    permutation: PermutationConfig = field(default_factory=PermutationConfig)
+    exclude_movers: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        _check(len(self.groups) == 2, "group.groups", list(self.groups), "two group labels [first, second]")
+        for family, grf in self.grf.items():
+            _check(family in METRIC_FAMILIES, "group.grf", family, f"tables named after {list(METRIC_FAMILIES)}")
+            grf.validate(f"group.grf.{family}")
+        self.permutation.validate()
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the pipeline writes next to the store."""
+
+    directory: str = "brainarr-results"
+    nifti: bool = True
+    figures: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for invalid values."""
+        _check(bool(self.directory), "output.directory", self.directory, "a folder path")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole study; defaults are the reference study's settings."""
+
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> StudyConfig:
+        """Validate every section; return ``self``."""
+        self.preprocess.validate()
+        self.metrics.validate()
+        self.group.validate()
+        self.output.validate()
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+        """Build from a nested mapping (parsed TOML), filling defaults and validating."""
+        return _build(cls, data, "").validate()
+
+    @classmethod
+    def from_toml_string(cls, text: str) -> StudyConfig:
+        """Parse TOML text."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"invalid TOML: {err}") from err
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StudyConfig:
+        """Read a TOML file; a missing file or invalid content raises with the file name."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"study config not found: {path}")
+        try:
+            return cls.from_toml_string(path.read_text())
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), e.g. to record in a store's attrs."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        """The config as TOML text (every key, with its value)."""
+        return _dump_toml(self.to_dict())
+
+    def section_hash(self, *sections: str) -> str:
+        """A short stable hash of the given sections, to know when results must be recomputed."""
+        import hashlib
+        import json
+
+        payload = {s: self.to_dict()[s] for s in sections}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is invalid; expected {allowed}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a table, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(fields)}"
+        raise ConfigError(f"unknown key {(where + '.' if where else '') + key!r}{hint}")
+    defaults = cls()
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            kwargs[name] = _build(type(current), value, key)
+        elif name == "grf" and cls is GroupConfig:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} must be a table of metric families, got {value!r}")
+            merged = dict(current)
+            for family, sub in value.items():
+                base = merged.get(family, GRFConfig())
+                merged[family] = _build(GRFConfig, {**dataclasses.asdict(base), **sub}, f"{key}.{family}")
+            kwargs[name] = merged
+        else:
+            kwargs[name] = _coerce(value, current, key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected true or false")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected an integer")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected a number")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected a string")
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected a list")
+        if current and isinstance(current[0], float):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                raise ConfigError(f"{key} = {value!r} is invalid; expected a list of numbers")
+            return tuple(float(v) for v in value)
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r} is invalid; expected a list of strings")
+        return tuple(value)
+    return value  # pragma: no cover - every field type is handled above
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    lines = []
+    if prefix and scalars:
+        lines.append(f"[{prefix}]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    text = "\n".join(lines)
+    for name, sub in tables.items():
+        block = _dump_toml(sub, f"{prefix}.{name}" if prefix else name)
+        text = f"{text}\n\n{block}" if text else block
+    return text
+
