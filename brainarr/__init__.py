@@ -7,9 +7,21 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from brainarr import datasets, io, stats
+from brainarr import datasets, io, metrics, plotting, preprocess, report, stats
 from brainarr._core.chunks import rechunk_for_metrics
 from brainarr._core.options import set_options
 from brainarr.cohort import open_cohort
 
-__all__ = ["__version__", "datasets", "io", "open_cohort", "rechunk_for_metrics", "set_options", "stats"]
+__all__ = [
+    "__version__",
+    "datasets",
+    "io",
+    "metrics",
+    "open_cohort",
+    "plotting",
+    "preprocess",
+    "rechunk_for_metrics",
+    "report",
+    "set_options",
+    "stats",
+]

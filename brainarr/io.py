@@ -26,10 +26,11 @@ import xarray as xr
 from dask.base import tokenize
 
 from brainarr._core.chunks import spatial_chunks
+from brainarr._core.confounds import DEFAULT_TSV_COLUMNS, MOTION_PARAMS, MOTION_UNITS, confound_units, time_coord
 from brainarr._core.dims import CONFOUND, SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import is_axis_aligned, spatial_coords
 from brainarr._core.validation import describe, get_affine
-from brainarr.exceptions import DimensionError, MissingMetadataError
+from brainarr.exceptions import DataValidationError, DimensionError, MissingMetadataError
 
 __all__ = [
     "find_dpabi",
@@ -37,8 +38,11 @@ __all__ = [
     "ingest",
     "load_nifti",
     "read_confounds",
+    "read_confounds_tsv",
     "read_phenotypes",
+    "read_spm_motion",
     "to_nifti",
+    "to_nifti_image",
 ]
 
 PathLike = str | os.PathLike
@@ -90,8 +94,7 @@ def _check_complete(path: Path, header: nib.Nifti1Header, shape: tuple[int, ...]
         # in compressed bytes instead, which almost never match.
         if isize != expected % 2**32 and isize < expected % 2**32:
             raise OSError(
-                f"{path} looks truncated: the gzip trailer says {isize} uncompressed bytes, "
-                f"the header needs {expected}"
+                f"{path} looks truncated: the gzip trailer says {isize} uncompressed bytes, the header needs {expected}"
             )
     else:
         size = path.stat().st_size
@@ -247,6 +250,57 @@ def _resolve_chunks(
     return tuple(int(chosen[d]) for d in dims)
 
 
+def to_nifti_image(img: xr.DataArray, *, dtype: Any = None) -> nib.Nifti1Image:
+    """An in-memory NIfTI image of a 3-D map or 4-D series, with its affine (and TR).
+
+    Parameters
+    ----------
+    img : xarray.DataArray
+        Dims ``(x, y, z)`` or ``(x, y, z, time)`` in any order (transposed to NIfTI order);
+        ``attrs["affine"]`` gives the voxel-to-MNI matrix, ``attrs["tr"]`` the TR of a series.
+    dtype : numpy dtype, optional
+        Data dtype of the image; default the data's (bool becomes uint8, float16 float32).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        sform/qform set to the affine (code 4, MNI, when axis-aligned; 1 otherwise); for a
+        series, ``pixdim[4]`` is the TR in seconds.
+
+    Notes
+    -----
+    Triggers computation.
+    """
+    func = "brainarr.io.to_nifti_image"
+    if not isinstance(img, xr.DataArray):
+        raise TypeError(f"{func}: expected an xarray.DataArray, got {type(img).__name__}")
+    extra = [d for d in img.dims if d not in (*SPATIAL, TIME)]
+    if extra or any(d not in img.dims for d in SPATIAL):
+        raise DimensionError(
+            f"{func}: {describe(img)} has dims {img.dims}; expected (x, y, z) or (x, y, z, time)"
+            + (f"; select or reduce {extra} first (e.g. img.sel(subject=...))" if extra else "")
+        )
+    affine = get_affine(img, func=func)
+    order = (*SPATIAL, TIME) if TIME in img.dims else SPATIAL
+    data = np.asarray(img.transpose(*order).values)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    elif data.dtype == np.float16:
+        data = data.astype(np.float32)
+    if dtype is not None:
+        data = data.astype(dtype)
+    nii = nib.Nifti1Image(data, affine)
+    code = 4 if is_axis_aligned(affine) else 1
+    nii.header.set_sform(affine, code=code)
+    nii.header.set_qform(affine, code=code)
+    if TIME in img.dims:
+        nii.header.set_zooms((*nii.header.get_zooms()[:3], float(img.attrs.get("tr", 0.0))))
+        nii.header.set_xyzt_units(xyz="mm", t="sec")
+    else:
+        nii.header.set_xyzt_units(xyz="mm")
+    return nii
+
+
 def to_nifti(img: xr.DataArray, path: PathLike, *, dtype: Any = None) -> Path:
     """Write a 3-D map or 4-D series to a NIfTI file with its affine and TR.
 
@@ -258,8 +312,7 @@ def to_nifti(img: xr.DataArray, path: PathLike, *, dtype: Any = None) -> Path:
     path : str or path-like
         Output ``.nii`` or ``.nii.gz``; parent folders are created.
     dtype : numpy dtype, optional
-        On-disk dtype; default the data's (bool is written as uint8, float64 as float32 is
-        *not* implied: pass ``dtype`` to change it).
+        On-disk dtype; default the data's (bool is written as uint8).
 
     Returns
     -------
@@ -275,29 +328,7 @@ def to_nifti(img: xr.DataArray, path: PathLike, *, dtype: Any = None) -> Path:
     path = Path(path)
     if not _is_nifti(path):
         raise ValueError(f"{path}: output name must end in .nii or .nii.gz")
-    extra = [d for d in img.dims if d not in (*SPATIAL, TIME)]
-    if extra or any(d not in img.dims for d in SPATIAL):
-        raise DimensionError(
-            f"to_nifti writes (x, y, z) or (x, y, z, time) arrays; {describe(img)} has dims {img.dims}"
-            + (f"; select or reduce {extra} first (e.g. img.sel(subject=...))" if extra else "")
-        )
-    order = (*SPATIAL, TIME) if TIME in img.dims else SPATIAL
-    affine = get_affine(img, func="brainarr.io.to_nifti")
-    data = np.asarray(img.transpose(*order).values)
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-    if dtype is not None:
-        data = data.astype(dtype)
-    nii = nib.Nifti1Image(data, affine)
-    nii.header.set_qform(affine, code=1 if not is_axis_aligned(affine) else 4)
-    nii.header.set_sform(affine, code=1 if not is_axis_aligned(affine) else 4)
-    if TIME in img.dims:
-        tr = float(img.attrs.get("tr", 0.0))
-        zooms = (*nii.header.get_zooms()[:3], tr)
-        nii.header.set_zooms(zooms)
-        nii.header.set_xyzt_units(xyz="mm", t="sec")
-    else:
-        nii.header.set_xyzt_units(xyz="mm")
+    nii = to_nifti_image(img, dtype=dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
@@ -313,55 +344,140 @@ def to_nifti(img: xr.DataArray, path: PathLike, *, dtype: Any = None) -> Path:
 # --------------------------------------------------------------------------- tables
 
 
-def read_confounds(path: PathLike, *, columns: Sequence[str] | None = None) -> xr.DataArray:
-    """Read a confounds table: an fMRIPrep ``*_desc-confounds_timeseries.tsv`` or an SPM ``rp_*.txt``.
+def read_confounds(path: PathLike, *, columns: Sequence[str] | None = None, tr: float | None = None) -> xr.DataArray:
+    """Read a confounds file: an fMRIPrep TSV or an SPM ``rp_*.txt`` (chosen by the name).
 
     Parameters
     ----------
     path : str or path-like
-        A tab-separated file with a header (fMRIPrep) or a whitespace-separated 6-column file
-        without header (SPM realignment parameters: x, y, z translations in mm, then pitch,
-        roll, yaw in radians, named ``trans_x .. rot_z`` here as fMRIPrep names them).
+        ``*_desc-confounds_timeseries.tsv`` (:func:`read_confounds_tsv`) or a 6-column
+        realignment file, ``rp_*.txt`` or any ``.txt`` (:func:`read_spm_motion`).
     columns : sequence of str, optional
-        Columns to keep (default all).
+        Columns of a TSV to keep (default: the six motion parameters, ``white_matter``, ``csf``).
+    tr : float, optional
+        Repetition time in s for the ``time`` coordinate.
 
     Returns
     -------
     xarray.DataArray (time, confound), float64
-        ``time`` is the row index. The first row of fMRIPrep derivative columns (``*_derivative1``),
-        which fMRIPrep leaves empty, is set to 0; any other missing value raises.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"confounds file not found: {path}")
     if path.name.startswith("rp_") or path.suffix == ".txt":
-        values = np.loadtxt(path, ndmin=2)
-        if values.shape[1] != 6:
-            raise ValueError(f"{path}: SPM realignment parameters need 6 columns, found {values.shape[1]}")
-        table = pd.DataFrame(values, columns=["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"])
-    else:
-        table = pd.read_csv(path, sep="\t", na_values=["n/a", "NaN", ""])
-    if columns is not None:
-        missing = [c for c in columns if c not in table.columns]
-        if missing:
-            raise KeyError(
-                f"{path}: confound columns {missing} not found; available: {list(table.columns)[:12]}..."
-            )
-        table = table[list(columns)]
-    derivative = [c for c in table.columns if "derivative" in c]
-    if len(table) and derivative:
-        table.loc[table.index[0], derivative] = table.loc[table.index[0], derivative].fillna(0.0)
-    bad = [c for c in table.columns if table[c].isna().any()]
-    if bad:
-        raise ValueError(f"{path}: confound columns {bad[:5]} contain missing values (NaN or n/a)")
+        if columns is not None:
+            return read_spm_motion(path, tr=tr).sel({CONFOUND: list(columns)})
+        return read_spm_motion(path, tr=tr)
+    return read_confounds_tsv(path, columns, tr=tr)
+
+
+def read_confounds_tsv(
+    path: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    *,
+    tr: float | None = None,
+) -> xr.DataArray:
+    """Read confound regressors from an fMRIPrep ``*_desc-confounds_timeseries.tsv``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Tab-separated file with a header row (``n/a`` marks missing values).
+    columns : sequence of str, optional
+        Columns to read; default ``trans_x, trans_y, trans_z, rot_x, rot_y, rot_z,
+        white_matter, csf``.
+    tr : float, optional
+        Repetition time in s; if given the ``time`` coordinate is in s, else the volume index.
+
+    Returns
+    -------
+    xarray.DataArray (time, confound), float64
+        With coordinate ``confound`` (column names) and ``units`` along it (mm, rad, ...),
+        attrs ``source`` (the path).
+
+    Raises
+    ------
+    MissingMetadataError
+        If a requested column is not in the file (the message lists the file's columns).
+    DataValidationError
+        If a column has missing values other than the first row of a derivative column
+        (``*_derivative1*``), which fMRIPrep leaves empty and is set to 0 here.
+    """
+    path = os.fspath(path)
+    table = pd.read_csv(path, sep="\t", na_values=["n/a", "N/A", "NaN", "nan", ""])
+    columns = list(DEFAULT_TSV_COLUMNS if columns is None else columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise MissingMetadataError(
+            f"read_confounds_tsv: {path} has no column(s) {missing}; available: {list(table.columns)}"
+        )
+    data = table[columns].to_numpy(dtype=np.float64, copy=True)
+    for j, c in enumerate(columns):
+        if "derivative" in c and data.shape[0] and np.isnan(data[0, j]):
+            data[0, j] = 0.0
+    bad = np.isnan(data)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        rows = np.flatnonzero(bad[:, j])
+        raise DataValidationError(
+            f"read_confounds_tsv: {path} column {columns[j]!r} has missing values in rows "
+            f"{rows[:10].tolist()}; only the first row of derivative columns may be n/a"
+        )
     out = xr.DataArray(
-        table.to_numpy(dtype=float),
+        data,
         dims=(TIME, CONFOUND),
-        coords={CONFOUND: np.array(list(table.columns), dtype=object)},
+        coords={
+            TIME: time_coord(data.shape[0], tr),
+            CONFOUND: columns,
+            "units": (CONFOUND, confound_units(columns)),
+        },
         name="confounds",
-        attrs={"source": str(path)},
+        attrs={"source": path, "long_name": "confound regressors"},
     )
+    if tr is not None:
+        out.attrs["tr"] = float(tr)
     return out
+
+
+def read_spm_motion(path: str | os.PathLike, *, tr: float | None = None) -> xr.DataArray:
+    """Read SPM realignment parameters (``rp_*.txt``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Whitespace-separated text file, one row per volume, 6 columns: translations x, y, z
+        in mm, then rotations (pitch, roll, yaw about x, y, z) in radians.
+    tr : float, optional
+        Repetition time in s; if given the ``time`` coordinate is in s, else the volume index.
+
+    Returns
+    -------
+    xarray.DataArray (time, confound), float64
+        Confounds ``trans_x, trans_y, trans_z, rot_x, rot_y, rot_z`` with a ``units``
+        coordinate (``mm``, ``rad``), attrs ``source``.
+    """
+    path = os.fspath(path)
+    data = np.loadtxt(path, ndmin=2, dtype=np.float64)
+    if data.shape[1] != 6:
+        raise DimensionError(
+            f"read_spm_motion: {path} has {data.shape[1]} columns; SPM rp_*.txt files have 6 "
+            "(3 translations in mm, 3 rotations in rad)"
+        )
+    if not np.all(np.isfinite(data)):
+        row = int(np.flatnonzero(~np.isfinite(data).all(axis=1))[0])
+        raise DataValidationError(f"read_spm_motion: {path} has non-finite values in row {row}")
+    return xr.DataArray(
+        data,
+        dims=(TIME, CONFOUND),
+        coords={
+            TIME: time_coord(data.shape[0], tr),
+            CONFOUND: list(MOTION_PARAMS),
+            "units": (CONFOUND, list(MOTION_UNITS)),
+        },
+        name="motion",
+        attrs={"source": path, "long_name": "head motion (rigid-body realignment parameters)"}
+        | ({"tr": float(tr)} if tr is not None else {}),
+    )
 
 
 def read_phenotypes(phenotypes: pd.DataFrame | PathLike) -> pd.DataFrame:
@@ -485,9 +601,7 @@ def find_dpabi(root: PathLike, *, functional: str | None = None) -> pd.DataFrame
         if not images:
             continue
         if len(images) > 1:
-            raise ValueError(
-                f"{folder} holds {len(images)} NIfTI files; expected one 4-D image per subject folder"
-            )
+            raise ValueError(f"{folder} holds {len(images)} NIfTI files; expected one 4-D image per subject folder")
         rp = sorted((stage.parent / "RealignParameter" / folder.name).glob("rp_*.txt"))
         rows.append({"subject": folder.name, "bold": images[0], "confounds": rp[0] if rp else None})
     if not rows:
@@ -516,9 +630,7 @@ def _sources_table(sources: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         paths = [Path(p) for p in sources]
         table = pd.DataFrame({"bold": paths}, index=[_subject_from_name(p) for p in paths], dtype=object)
     else:
-        raise TypeError(
-            f"sources must be a mapping, a folder, a file or a list of files, got {type(sources).__name__}"
-        )
+        raise TypeError(f"sources must be a mapping, a folder, a file or a list of files, got {type(sources).__name__}")
     table.index = table.index.map(str)
     duplicated = table.index[table.index.duplicated()].unique().tolist()
     if duplicated:
@@ -610,8 +722,7 @@ def ingest(
         missing = [s for s in table.index if s not in pheno.index]
         if missing:
             raise MissingMetadataError(
-                f"phenotypes have no row for subject(s) {missing}; "
-                "add them to the table or drop them from sources"
+                f"phenotypes have no row for subject(s) {missing}; add them to the table or drop them from sources"
             )
 
     images = {}
@@ -662,9 +773,7 @@ def _ingest_dataset(
         ds = ds.assign_coords({SUBJECT: np.array([subject], dtype=object)})
         for name, coord in ds.coords.items():
             if coord.dims == (SUBJECT,) and coord.dtype.kind in ("U", "T", "O"):
-                ds = ds.assign_coords(
-                    {name: (SUBJECT, np.array([str(v) for v in coord.values], dtype=object))}
-                )
+                ds = ds.assign_coords({name: (SUBJECT, np.array([str(v) for v in coord.values], dtype=object))})
         ds["bold"].attrs.setdefault("source", cohort.attrs.get("source", ""))
         ds.attrs = {
             "tr": cohort["bold"].attrs.get("tr", cohort.attrs.get("tr")),
@@ -672,9 +781,7 @@ def _ingest_dataset(
         }
         subjects[subject] = ds
     extra = {k: v for k, v in cohort.attrs.items() if k not in ("tr", "affine")}
-    _write_subjects(
-        subjects, store, static=static, attrs=extra, storage_options=storage_options, progress=progress
-    )
+    _write_subjects(subjects, store, static=static, attrs=extra, storage_options=storage_options, progress=progress)
     return _cohort.open_cohort(store, storage_options=storage_options)
 
 
@@ -703,9 +810,7 @@ def _write_subjects(
         bold = (
             candidate["bold"]
             .isel({SUBJECT: 0})
-            .assign_attrs(
-                {**candidate["bold"].attrs, "tr": candidate.attrs["tr"], "affine": candidate.attrs["affine"]}
-            )
+            .assign_attrs({**candidate["bold"].attrs, "tr": candidate.attrs["tr"], "affine": candidate.attrs["affine"]})
         )
         reference_bold = first["bold"].assign_attrs(
             {**first["bold"].attrs, "tr": first.attrs["tr"], "affine": first.attrs["affine"]}
@@ -732,9 +837,7 @@ def _write_subjects(
             writer.append(subjects[subject], static=static, attrs=attrs)
 
 
-def _as_confounds(
-    value: Any, subject: str, bold: xr.DataArray, columns: Sequence[str] | None
-) -> xr.DataArray:
+def _as_confounds(value: Any, subject: str, bold: xr.DataArray, columns: Sequence[str] | None) -> xr.DataArray:
     if isinstance(value, xr.DataArray):
         arr = value
     elif isinstance(value, pd.DataFrame):
@@ -754,9 +857,14 @@ def _as_confounds(
         )
     if not np.all(np.isfinite(np.asarray(arr.values, float))):
         raise ValueError(f"subject {subject!r}: confounds contain NaN or Inf values")
-    return arr.astype(np.float32).assign_coords(
-        {TIME: bold[TIME].values, CONFOUND: np.array(list(arr[CONFOUND].values), dtype=object)}
-    )
+    arr = arr.astype(np.float32).assign_coords({TIME: bold[TIME].values})
+    # text coordinates (names, units) as variable-length strings, which Zarr v3 specifies
+    text = {
+        name: (coord.dims, np.array([str(v) for v in coord.values], dtype=object))
+        for name, coord in arr.coords.items()
+        if coord.dtype.kind in ("U", "T", "O")
+    }
+    return arr.assign_coords(text)
 
 
 def _subject_dataset(
@@ -770,9 +878,7 @@ def _subject_dataset(
     if pheno is not None:
         row = pheno.loc[subject]
         for column, value in row.items():
-            if isinstance(value, str) or (
-                value is not None and not isinstance(value, (int, float, np.number, bool))
-            ):
+            if isinstance(value, str) or (value is not None and not isinstance(value, (int, float, np.number, bool))):
                 arr = np.array([str(value)], dtype=object)
             else:
                 arr = np.array([value], dtype=float)
@@ -780,7 +886,5 @@ def _subject_dataset(
     ds.attrs.update({k: bold.attrs[k] for k in ("affine", "tr")})
     ds["bold"].attrs.pop("affine", None)
     ds["bold"].attrs.pop("tr", None)
-    ds["bold"].attrs.update(
-        {"source": bold.attrs.get("source", ""), "units": bold.attrs.get("units", "arbitrary")}
-    )
+    ds["bold"].attrs.update({"source": bold.attrs.get("source", ""), "units": bold.attrs.get("units", "arbitrary")})
     return ds
