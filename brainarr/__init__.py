@@ -7,13 +7,14 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from brainarr import datasets, io, metrics, plotting, preprocess, report, stats
+from brainarr import accessor, datasets, io, metrics, plotting, preprocess, report, stats, testing
 from brainarr._core.chunks import rechunk_for_metrics
 from brainarr._core.options import set_options
 from brainarr.cohort import open_cohort
 
 __all__ = [
     "__version__",
+    "accessor",
     "datasets",
     "io",
     "metrics",
@@ -24,4 +25,5 @@ __all__ = [
     "report",
     "set_options",
     "stats",
+    "testing",
 ]

@@ -338,11 +338,15 @@ def summary(cohort: xr.Dataset) -> str:
     if "bold" in cohort:
         bold = cohort["bold"]
         shape = " x ".join(str(bold.sizes[d]) for d in SPATIAL)
-        vs = voxel_size(np.asarray(cohort.attrs.get("affine", bold.attrs.get("affine")), float))
-        lines.append(f"grid: {shape} voxels of {' x '.join(f'{v:g}' for v in vs)} mm")
-        lines.append(
-            f"volumes: {bold.sizes[TIME]} at TR {float(cohort.attrs.get('tr', bold.attrs.get('tr'))):g} s"
-        )
+        affine = cohort.attrs.get("affine", bold.attrs.get("affine"))
+        if affine is not None:
+            vs = voxel_size(np.asarray(affine, float))
+            lines.append(f"grid: {shape} voxels of {' x '.join(f'{v:g}' for v in vs)} mm")
+        else:
+            lines.append(f"grid: {shape} voxels")
+        if TIME in bold.dims:
+            tr = cohort.attrs.get("tr", bold.attrs.get("tr"))
+            lines.append(f"volumes: {bold.sizes[TIME]}" + (f" at TR {float(tr):g} s" if tr is not None else ""))
         lines.append(
             f"bold: {bold.dtype}, {bold.nbytes / 1e9:.2f} GB, "
             f"chunks {bold.data.chunksize if bold.chunks else 'in memory'}"

@@ -45,7 +45,6 @@ __all__ = [
     "motion",
     "save_figure",
     "study_cmap",
-    "to_nifti_image",
 ]
 
 #: Axial slice positions (MNI z, mm) of the study's montages: -70 to +95 mm every 5 mm.
