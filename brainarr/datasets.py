@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from brainarr._core.dims import SEED, SPATIAL
-from brainarr._core.grid import spatial_coords, voxel_size
+from brainarr._core.grid import spatial_coords
 from brainarr._core.validation import get_affine
 from brainarr.exceptions import DimensionError
 
@@ -375,12 +375,5 @@ def gm_mask(like: xr.DataArray | xr.Dataset | None = None, threshold: float = 0.
     return mask
 
 
-def _voxel_volume(like) -> float:
-    return float(np.prod(voxel_size(get_affine(like, func="brainarr.datasets"))))
-
-
-def simulate_cohort(*args, **kwargs):  # replaced by brainarr._simulate at import time
-    """Simulate a cohort (see :func:`brainarr._simulate.simulate_cohort`)."""
-    from brainarr._simulate import simulate_cohort as _sim
-
-    return _sim(*args, **kwargs)
+# the simulator builds on the atlases above; it imports this module lazily inside its functions
+from brainarr._simulate import simulate_cohort  # noqa: E402
