@@ -44,12 +44,8 @@ def _make_subject():
     rng = np.random.default_rng(0)
     values = rng.standard_normal(SHAPE, dtype=np.float32)
     # spatially smooth a slow common signal in so that correlations are realistic (some above 0.25)
-    slow = scipy.ndimage.gaussian_filter(
-        rng.standard_normal((16, 18, 16, SHAPE[3]), dtype=np.float32), (1, 1, 1, 2)
-    )
-    zoom = scipy.ndimage.zoom(
-        slow, [a / b for a, b in zip(SHAPE[:3], slow.shape[:3], strict=True)] + [1], order=1
-    )
+    slow = scipy.ndimage.gaussian_filter(rng.standard_normal((16, 18, 16, SHAPE[3]), dtype=np.float32), (1, 1, 1, 2))
+    zoom = scipy.ndimage.zoom(slow, [a / b for a, b in zip(SHAPE[:3], slow.shape[:3], strict=True)] + [1], order=1)
     values += 3 * zoom[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
     bold = make_bold(values, affine=np.asarray(grid.attrs["affine"]), tr=2.0)
     bold = ba.rechunk_for_metrics(bold)
@@ -82,9 +78,7 @@ def run_one(name: str) -> dict:
         elif name == "reho":
             out = bm.reho(bold, mask)
         elif name == "seed_fc":
-            out = bm.seed_fc(
-                bold, ["Precentral_L", "Precentral_R", "Postcentral_L", "Postcentral_R"], mask=mask
-            )
+            out = bm.seed_fc(bold, ["Precentral_L", "Precentral_R", "Postcentral_L", "Postcentral_R"], mask=mask)
         elif name == "dc":
             out = bm.degree_centrality(bold, mask, threshold=0.25)
         else:
@@ -114,9 +108,7 @@ def main(argv: list[str]) -> None:
     names = argv or list(METRICS)
     results = {}
     for name in names:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True
-        )
+        proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True)
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]), flush=True)
     print()

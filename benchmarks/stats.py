@@ -45,10 +45,15 @@ def main(n_perm: int = 200) -> None:
     parts = [dask.array.from_delayed(dask.delayed(subject)(i), shape, np.float32) for i in range(n)]
     data = dask.array.stack(parts).rechunk((1, 31, 37, 31))
     maps = xr.DataArray(
-        data, dims=("subject", "x", "y", "z"),
-        coords={"subject": [f"sub-{i:02d}" for i in range(n)], **{d: grid[d] for d in ("x", "y", "z")},
-                "group": ("subject", ["patient"] * n_p + ["control"] * n_c),
-                "age": ("subject", rng.uniform(30, 80, n)), "sex": ("subject", rng.choice(["M", "F"], n))},
+        data,
+        dims=("subject", "x", "y", "z"),
+        coords={
+            "subject": [f"sub-{i:02d}" for i in range(n)],
+            **{d: grid[d] for d in ("x", "y", "z")},
+            "group": ("subject", ["patient"] * n_p + ["control"] * n_c),
+            "age": ("subject", rng.uniform(30, 80, n)),
+            "sex": ("subject", rng.choice(["M", "F"], n)),
+        },
         attrs={"affine": grid.attrs["affine"], "source": "benchmark"},
     )
     gm_np = gm.compute()
@@ -63,8 +68,10 @@ def main(n_perm: int = 200) -> None:
     mem = maps.persist()
     n_tfce = max(2, n_perm // 10)
     for stat, k in (("voxel", n_perm), ("cluster_mass", n_perm), ("tfce", n_tfce)):
-        step(f"permutation {stat}, {k} perms",
-             lambda stat=stat, k=k: bs.permutation(mem, mask=gm_np, n_perm=k, stat=stat).compute())
+        step(
+            f"permutation {stat}, {k} perms",
+            lambda stat=stat, k=k: bs.permutation(mem, mask=gm_np, n_perm=k, stat=stat).compute(),
+        )
 
 
 if __name__ == "__main__":

@@ -1,24 +1,20 @@
 """brainarr: lazy, labelled, scalable resting-state fMRI on xarray, Dask and Zarr."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("brainarr")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
-
-from brainarr import accessor, datasets, io, metrics, plotting, preprocess, report, stats, testing
+from brainarr import accessor, config, datasets, io, metrics, pipeline, plotting, preprocess, report, stats, testing
 from brainarr._core.chunks import rechunk_for_metrics
 from brainarr._core.options import set_options
+from brainarr._core.version import __version__
 from brainarr.cohort import open_cohort
 
 __all__ = [
     "__version__",
     "accessor",
+    "config",
     "datasets",
     "io",
     "metrics",
     "open_cohort",
+    "pipeline",
     "plotting",
     "preprocess",
     "rechunk_for_metrics",

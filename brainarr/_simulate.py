@@ -664,12 +664,12 @@ def simulate_cohort(
     first-order image change per unit of the motion parameter :math:`m_{sj}` (translation:
     :math:`-\partial B/\partial x_j`; rotation about the MNI origin:
     :math:`-(\mathbf{p}\times\nabla B)_j`), so motion leaks at tissue edges as in real data and
-    is removable by a Friston-24 regression :footcite:`friston1996`; :math:`P` a physiological
+    is removable by a Friston-24 regression (Friston et al., 1996); :math:`P` a physiological
     signal mostly in WM/CSF; :math:`\Gamma` a weak global grey-matter signal; :math:`R_r` the
     soft AAL region :math:`r` and :math:`c_{sr}` its 0.01-0.08 Hz signal (percent change), a mix
-    of its network's signal (correlation 0.85) and a private one :footcite:`biswal1995`;
+    of its network's signal (correlation 0.85) and a private one (Biswal et al., 1995);
     :math:`\eta_s` Gaussian-smoothed noise (``noise_fwhm``) with a 1/f-like spectrum (AR(1)
-    :math:`\phi=0.4` plus :math:`\phi=0.9`) :footcite:`zarahn1997`; :math:`\epsilon_s` white
+    :math:`\phi=0.4` plus :math:`\phi=0.9`) (Zarahn et al., 1997); :math:`\epsilon_s` white
     noise. Subjects differ in every random draw and in their network amplitudes (log-normal,
     SD 0.25) and noise levels.
 
@@ -700,7 +700,14 @@ def simulate_cohort(
 
     References
     ----------
-    .. footbibliography::
+    Biswal B, Yetkin FZ, Haughton VM, Hyde JS. Functional connectivity in the motor cortex of
+    resting human brain using echo-planar MRI. Magn Reson Med 1995;34:537-541.
+
+    Friston KJ, Williams S, Howard R, Frackowiak RS, Turner R. Movement-related effects in fMRI
+    time-series. Magn Reson Med 1996;35:346-355.
+
+    Zarahn E, Aguirre GK, D'Esposito M. Empirical analyses of BOLD fMRI statistics. I. Spatially
+    unsmoothed data collected under null-hypothesis conditions. NeuroImage 1997;5:179-197.
 
     Examples
     --------

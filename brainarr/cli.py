@@ -1,13 +1,17 @@
 """The ``brainarr`` command line.
 
-``brainarr demo`` simulates the embedded cohort into a Zarr store and describes it;
-``brainarr simulate``, ``brainarr ingest`` and ``brainarr info`` are the building blocks.
+``brainarr run`` runs the whole study on a cohort store (:func:`brainarr.pipeline.run`),
+``brainarr report`` rebuilds the group level and the HTML report from the stored maps, and
+``brainarr demo`` simulates the embedded cohort, runs the study on it and checks that the
+planted effects are found; ``brainarr simulate``, ``brainarr ingest`` and ``brainarr info``
+are the building blocks.
 Run ``brainarr COMMAND --help`` for the options of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -16,6 +20,10 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+#: Size of the reduced demo cohort (``brainarr demo`` without ``--full``).
+DEMO_SIZE = {"n_patients": 31, "n_controls": 32, "voxel_size": 6.0, "n_volumes": 230}
+FULL_SIZE = {"n_patients": 31, "n_controls": 32, "voxel_size": 3.0, "n_volumes": 230}
+
 _DESCRIPTION = """\
 brainarr: lazy, labelled, scalable resting-state fMRI.
 
@@ -23,20 +31,28 @@ Subjects' 4-D BOLD volumes become one chunked Zarr store (a "cohort"); metrics a
 statistics then run as Dask graphs on a laptop, out of core, or on a Dask cluster.
 
 Typical use:
-  brainarr demo                                  simulate a cohort and summarise it
+  brainarr demo                                  simulate a cohort, run the study, check it
+  brainarr run study.toml --store study.zarr     the whole study on a cohort store
+  brainarr report study.zarr                     rebuild the report from stored maps
   brainarr ingest derivatives/ study.zarr        fMRIPrep or DPABI folder -> cohort store
   brainarr info study.zarr                       what a store holds
 """
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from brainarr import __version__
+    from brainarr._core.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="brainarr", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"brainarr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_cluster_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
+        p.add_argument("--workers", type=int, help="start a local Dask cluster with N worker processes")
+        p.add_argument("--memory-limit", default="auto", help="memory per worker of the local cluster (e.g. 4GB)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def add_simulation_options(
         p: argparse.ArgumentParser, *, voxel_size: float, n_volumes: int, n: tuple[int, int]
@@ -49,32 +65,60 @@ def _build_parser() -> argparse.ArgumentParser:
             default=voxel_size,
             help=f"voxel edge in mm of the MNI grid (default {voxel_size:g})",
         )
-        p.add_argument(
-            "--n-volumes", type=int, default=n_volumes, help=f"volumes per subject (default {n_volumes})"
-        )
+        p.add_argument("--n-volumes", type=int, default=n_volumes, help=f"volumes per subject (default {n_volumes})")
         p.add_argument("--tr", type=float, default=2.0, help="repetition time in s (default 2)")
-        p.add_argument(
-            "--effect-size", type=float, default=1.0, help="scale of the planted group effects (default 1)"
-        )
-        p.add_argument(
-            "--seed", type=int, default=0, help="random seed; the same seed gives the same data (default 0)"
-        )
+        p.add_argument("--effect-size", type=float, default=1.0, help="scale of the planted group effects (default 1)")
+        p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same data (default 0)")
 
     demo = sub.add_parser(
         "demo",
-        help="simulate the embedded cohort into a store and summarise it",
+        help="simulate a cohort, run the whole study on it and check the planted effects",
         description="Simulate the embedded default cohort (patients vs controls with planted effects in "
-        "the regions the reference study reports), stream it into a Zarr store subject by subject and "
-        "print a summary. By default a reduced size that runs in about a minute; --full gives the "
-        "study's size (63 subjects, 3 mm, 230 volumes: about 15.7 GB).",
+        "the regions the reference study reports), stream it into a Zarr store, run the whole study "
+        "(subject maps, group statistics, report) and print which planted effects were recovered and "
+        f"any false clusters. By default a reduced size ({DEMO_SIZE['n_patients']}+{DEMO_SIZE['n_controls']} "
+        f"subjects, {DEMO_SIZE['voxel_size']:g} mm, {DEMO_SIZE['n_volumes']} volumes: a few minutes on 2 cores); "
+        "--full gives the study's size (63 subjects, 3 mm, 230 volumes: about 15.7 GB).",
     )
     demo.add_argument(
         "--store",
         default="brainarr-demo.zarr",
         help="where to write the cohort (default ./brainarr-demo.zarr)",
     )
+    demo.add_argument("--output", help="results folder (default brainarr-results next to the store)")
     demo.add_argument("--full", action="store_true", help="the study's full size instead of the reduced demo")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_cluster_options(demo)
+    # sizing options for quick checks; not part of the documented interface
+    for flag, kind in (("--n-patients", int), ("--n-controls", int), ("--voxel-size", float), ("--n-volumes", int)):
+        demo.add_argument(flag, type=kind, help=argparse.SUPPRESS)
+    demo.add_argument("--effect-size", type=float, default=1.0, help=argparse.SUPPRESS)
+    demo.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
+    demo.add_argument("--no-figures", action="store_true", help=argparse.SUPPRESS)
+
+    run = sub.add_parser(
+        "run",
+        help="run the whole study on a cohort store (resumable)",
+        description="Motion QC, subject-level maps (written into the store, resumable: a re-run computes "
+        "only what is missing or whose parameters changed), group statistics with GRF correction, cluster "
+        "tables, figures and an HTML report. CONFIG is a study TOML file (see examples/study.toml); "
+        "without it the reference study's defaults are used.",
+    )
+    run.add_argument("config", nargs="?", help="study configuration (TOML); default: the study's defaults")
+    run.add_argument("--store", required=True, help="cohort store: a path or an fsspec URL")
+    run.add_argument("--output", help="results folder (default: [output] directory next to the store)")
+    add_cluster_options(run)
+
+    rep = sub.add_parser(
+        "report",
+        help="rebuild the group statistics and the HTML report from stored maps",
+        description="Re-run the group level (t-tests, GRF, cluster tables, figures) from the subject maps "
+        "already in STORE and write report.html; no subject map is recomputed. Fails if 'brainarr run' "
+        "has not completed the maps.",
+    )
+    rep.add_argument("store", help="cohort store processed by 'brainarr run'")
+    rep.add_argument("--config", help="study configuration (TOML) for the group settings")
+    rep.add_argument("--output", help="results folder (default: [output] directory next to the store)")
 
     sim = sub.add_parser(
         "simulate",
@@ -96,15 +140,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--phenotypes", help="participants.tsv or CSV with one row per subject")
     ing.add_argument("--tr", type=float, help="repetition time in s, for headers that lack it")
 
-    info = sub.add_parser(
-        "info", help="describe a cohort store", description="Print what a cohort store holds."
-    )
+    info = sub.add_parser("info", help="describe a cohort store", description="Print what a cohort store holds.")
     info.add_argument("store", help="cohort store: a path or an fsspec URL")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
-def _simulate_into(store: str, **kwargs) -> None:
+def _simulate_into(store: str, *, progress: bool = True, **kwargs) -> None:
     from dask.diagnostics import ProgressBar
 
     from brainarr import cohort as _cohort
@@ -118,7 +160,7 @@ def _simulate_into(store: str, **kwargs) -> None:
         f"{' x '.join(str(sim.sizes[d]) for d in 'xyz')} grid, "
         f"{sim.sizes['time']} volumes -> {store}"
     )
-    with ProgressBar(minimum=1.0):
+    with ProgressBar(minimum=1.0) if progress else contextlib.nullcontext():
         cohort = io.ingest(sim, store)
     print(f"done in {time.perf_counter() - start:.1f} s\n")
     print(_cohort.summary(cohort))
@@ -128,6 +170,104 @@ def _simulate_into(store: str, **kwargs) -> None:
         for p in planted:
             seed = f" with seed {p['seed']}" if p.get("seed") else ""
             print(f"  {p['metric']:<6} {p['region']:<22} {p['direction']:<9} effect {p['effect']:g}{seed}")
+
+
+def _client(args):
+    """A distributed client from --scheduler or --workers, or None (the local threaded scheduler)."""
+    if getattr(args, "scheduler", None):
+        from distributed import Client
+
+        return Client(args.scheduler)
+    if getattr(args, "workers", None):
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit)
+        return Client(cluster)
+    return None
+
+
+def _run_study(config, store: str, args, *, demo: bool = False):
+    import logging
+
+    from brainarr import pipeline
+
+    logging.basicConfig(format="%(asctime)s %(message)s", level=logging.WARNING)
+    logging.getLogger("brainarr").setLevel(logging.INFO)
+    client = _client(args)
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return pipeline.run(config, store, client=client, output=args.output, progress=not args.quiet)
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _print_tables(result) -> None:
+    print(f"\nresults: {result.output}")
+    print(f"report:  {result.report}")
+    for name, table in result.tables.items():
+        if name in ("table1", "motion", "permutation"):
+            continue
+        print(f"  {name:<22} {len(table)} cluster(s)")
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    print(f"timings: {timings}")
+
+
+def _run(args) -> None:
+    result = _run_study(args.config, args.store, args)
+    _print_tables(result)
+
+
+def _demo(args) -> None:
+    import dataclasses
+
+    from brainarr import pipeline
+    from brainarr.cohort import open_cohort
+    from brainarr.config import StudyConfig
+
+    start = time.perf_counter()
+    size = dict(FULL_SIZE if args.full else DEMO_SIZE)
+    for key in ("n_patients", "n_controls", "voxel_size", "n_volumes"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    extra = {"shape": tuple(args.shape)} if args.shape else {}
+    _simulate_into(args.store, seed=args.seed, effect_size=args.effect_size, progress=not args.quiet, **size, **extra)
+    # the simulated volumes are already those left after discarding the first ones
+    config = StudyConfig()
+    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
+    if args.no_figures:
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False))
+    print("\nrunning the study")
+    result = _run_study(config, args.store, args, demo=True)
+    _print_tables(result)
+    planted = open_cohort(args.store).attrs.get("planted", [])
+    effects, false = pipeline.recovery(result.tables, planted)
+    print("\nplanted effects (patients vs controls):")
+    for _, row in effects.iterrows():
+        seed = f" (seed {row['seed']})" if row["seed"] else ""
+        status = f"recovered in {row['variants']}" if row["recovered"] else "NOT recovered"
+        print(f"  {row['metric']:<5} {row['region']:<20} {row['direction']}{seed}: {status}")
+    print(f"recovered {int(effects['recovered'].sum()) if len(effects) else 0} of {len(effects)} planted effects")
+    if len(false):
+        n_related = int((false["related"] != "").sum())
+        print(
+            f"\nfalse clusters (no planted effect of that metric and sign in that region): {len(false)}, "
+            f"of which {n_related} lie in a region with a planted effect of the same sign on another "
+            "metric or seed"
+        )
+        for _, row in false.iterrows():
+            related = f"  [planted: {row['related']}]" if row["related"] else ""
+            print(
+                f"  {row['variant']:<22} {row['region']!s:<20} {row['size']:>5} voxels  "
+                f"t = {row['peak_t']:.2f}{related}"
+            )
+    else:
+        print("no false clusters")
+    print(f"\ndemo done in {time.perf_counter() - start:.1f} s; open {result.report}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,12 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "demo":
-            if args.full:
-                options = {"n_patients": 31, "n_controls": 32, "voxel_size": 3.0, "n_volumes": 230}
-            else:
-                options = {"n_patients": 31, "n_controls": 32, "voxel_size": 6.0, "n_volumes": 230}
-            _simulate_into(args.store, seed=args.seed, **options)
-            print(f"\nopen it with:  import brainarr as ba; cohort = ba.open_cohort({args.store!r})")
+            _demo(args)
+        elif args.command == "run":
+            _run(args)
+        elif args.command == "report":
+            from brainarr import pipeline
+
+            result = pipeline.report(args.store, config=args.config, output=args.output)
+            print(f"report: {result.report}")
         elif args.command == "simulate":
             _simulate_into(
                 args.store,
@@ -162,9 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from brainarr import cohort as _cohort
             from brainarr import io
 
-            sources = (
-                args.sources[0] if len(args.sources) == 1 and Path(args.sources[0]).is_dir() else args.sources
-            )
+            sources = args.sources[0] if len(args.sources) == 1 and Path(args.sources[0]).is_dir() else args.sources
             cohort = io.ingest(sources, args.store, phenotypes=args.phenotypes, tr=args.tr, progress=True)
             print(_cohort.summary(cohort))
         elif args.command == "info":
@@ -173,9 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cohort = _cohort.open_cohort(args.store)
             if args.json:
                 info = {
-                    "subjects": [str(s) for s in cohort["subject"].values]
-                    if "subject" in cohort.dims
-                    else [],
+                    "subjects": [str(s) for s in cohort["subject"].values] if "subject" in cohort.dims else [],
                     "sizes": {str(k): int(v) for k, v in cohort.sizes.items()},
                     "variables": sorted(map(str, cohort.data_vars)),
                     "tr": cohort.attrs.get("tr"),

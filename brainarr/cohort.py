@@ -105,13 +105,14 @@ def open_cohort(
     kwargs: dict[str, Any] = {"consolidated": False, "zarr_format": 3}
     if storage_options:
         kwargs["storage_options"] = dict(storage_options)
-    ds = xr.open_zarr(store, chunks=chunks if chunks is not None else {}, **kwargs)
     committed = list(state.get("subjects", []))
+    ds = _open_committed(store, kwargs, chunks if chunks is not None else {}, len(committed), storage_options)
     if SUBJECT in ds.dims:
         ds = ds.isel({SUBJECT: slice(0, len(committed))})
         found = [str(s) for s in ds[SUBJECT].values]
         if found != committed:
             raise StoreError(f"{store}: subject ids {found} do not match the committed list {committed}")
+    ds = _hide_uncommitted_derived(ds, state, committed)
     ds = _strings_as_objects(ds)
     # phenotype coordinates are tiny: load them so selecting by group never builds a graph
     small = {name: c.load() for name, c in ds.coords.items() if c.dims == (SUBJECT,)}
@@ -125,6 +126,68 @@ def open_cohort(
         if TIME in var.dims and name == "bold":
             var.attrs["tr"] = state["tr"]
     return ds
+
+
+def _hide_uncommitted_derived(ds: xr.Dataset, state: Mapping[str, Any], committed: list[str]) -> xr.Dataset:
+    """Set to NaN the rows of derived maps whose subject is not in their commit record.
+
+    Derived maps (written by :func:`brainarr.pipeline.run`) are listed in
+    ``state["derived"][name]["subjects"]``; a row written but not yet committed (a crash
+    between the two) must never be read as a result. Variables listed with no stored
+    array, or stored without a record, are dropped.
+    """
+    derived = state.get("derived", {})
+    for name in list(ds.data_vars):
+        var = ds[name]
+        if SUBJECT not in var.dims or name == "bold" or name == "confounds":
+            continue
+        record = derived.get(name)
+        if record is None:
+            if var.attrs.get("family") is not None:  # a derived map without a commit record
+                ds = ds.drop_vars(name)
+            continue
+        done = set(record.get("subjects", []))
+        if done >= set(committed):
+            continue
+        keep = xr.DataArray(np.isin(np.asarray(committed, dtype=object), list(done)), dims=(SUBJECT,))
+        ds[name] = var.where(keep)
+    return ds
+
+
+def _open_committed(store, kwargs: dict[str, Any], chunks, n_committed: int, storage_options) -> xr.Dataset:
+    """Open the store with xarray, cutting arrays left longer than the committed rows.
+
+    A writer killed during an append may leave the ``subject`` arrays with different lengths
+    (e.g. ``bold`` resized, the ``subject`` coordinate not yet), which xarray cannot open as
+    one Dataset. Then each such array is opened on its own, cut to the committed length, and
+    the parts merged.
+    """
+    group = _open_group(store, "r", storage_options)
+    per_subject = {}
+    short = []  # derived maps not yet extended to subjects appended after them: hidden
+    for name, array in group.arrays():
+        names = array.metadata.dimension_names or ()
+        if SUBJECT in names:
+            if array.shape[names.index(SUBJECT)] < n_committed and "family" in array.attrs:
+                short.append(name)
+                continue
+            per_subject[name] = array.shape[names.index(SUBJECT)]
+    if short:
+        kwargs = {**kwargs, "drop_variables": short}
+    if all(length == n_committed for length in per_subject.values()):
+        return xr.open_zarr(store, chunks=chunks, **kwargs)
+    parts = []
+    coord_names: set[str] = set()
+    for name in per_subject:
+        others = [o for o in per_subject if o != name] + short
+        part = xr.open_zarr(store, chunks=chunks, **{**kwargs, "drop_variables": others})
+        part = part.isel({SUBJECT: slice(0, n_committed)})
+        coords = str(part[name].encoding.get("coordinates", part[name].attrs.get("coordinates", "")))
+        coord_names.update(coords.split())
+        parts.append(part)
+    ds = xr.merge(parts, compat="override", join="exact", combine_attrs="override")
+    promote = [c for c in coord_names if c in ds.data_vars]
+    return ds.set_coords(promote) if promote else ds
 
 
 def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
@@ -265,8 +328,10 @@ class CohortWriter:
             "n_time": int(bold.sizes[TIME]),
             "shape": [int(bold.sizes[d]) for d in SPATIAL],
             "attrs": dict(self.state.get("attrs", {})) if self.state else _jsonable(dict(attrs or {})),
+            # commit records of derived maps (brainarr.pipeline) survive appends
+            "derived": dict(self.state.get("derived", {})) if self.state else {},
         }
-        from brainarr import __version__
+        from brainarr._core.version import __version__
 
         state["version"] = __version__
         ds.attrs = {_ATTR: state}

@@ -387,4 +387,3 @@ def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
         block = _dump_toml(sub, f"{prefix}.{name}" if prefix else name)
         text = f"{text}\n\n{block}" if text else block
     return text
-

@@ -79,9 +79,7 @@ def study_grid(voxel_size: float = 3.0) -> xr.DataArray:
     shape = tuple(int(np.floor((hi - lo) / voxel_size + 1e-9)) + 1 for lo, hi in STUDY_BOX)
     affine = np.diag([-voxel_size, voxel_size, voxel_size, 1.0])
     affine[:3, 3] = [STUDY_BOX[0][1], STUDY_BOX[1][0], STUDY_BOX[2][0]]
-    da = xr.DataArray(
-        np.zeros(shape, np.float32), dims=SPATIAL, coords=spatial_coords(affine, shape), name="grid"
-    )
+    da = xr.DataArray(np.zeros(shape, np.float32), dims=SPATIAL, coords=spatial_coords(affine, shape), name="grid")
     da.attrs.update({"affine": affine.tolist(), "source": f"MNI box at {voxel_size:g} mm"})
     return da
 
@@ -183,9 +181,7 @@ def _label_names(atlas: xr.DataArray) -> dict[int, str]:
     values = atlas.attrs.get("flag_values")
     meanings = atlas.attrs.get("flag_meanings")
     if values is None or meanings is None:
-        raise ValueError(
-            f"atlas {atlas.name!r} has no CF flag_values/flag_meanings attributes naming its regions"
-        )
+        raise ValueError(f"atlas {atlas.name!r} has no CF flag_values/flag_meanings attributes naming its regions")
     return dict(zip((int(v) for v in values), meanings.split(), strict=True))
 
 
@@ -339,9 +335,7 @@ def tissue_probability(
         return out
     else:
         raise ValueError(f"tissue must be 'gm', 'wm' or 'csf', got {tissue!r}")
-    da = _on_grid(
-        img, like, interpolation="continuous", name=tissue, source=f"MNI152 {tissue} template (nilearn)"
-    )
+    da = _on_grid(img, like, interpolation="continuous", name=tissue, source=f"MNI152 {tissue} template (nilearn)")
     da = da.clip(0, 1).astype(np.float32)
     da.attrs.update({"units": "1", "long_name": f"{tissue.upper()} probability", "references": MNI_REFERENCE})
     return da

@@ -72,7 +72,7 @@ class _NiftiChunkReader:
                 key = tuple(key) + (0,) * (len(proxy.shape) - self.ndim)
             block = np.asarray(proxy[key], dtype=self.dtype)
         except (OSError, EOFError, ValueError, zlib.error) as err:
-            raise OSError(f"cannot read voxel data from {self.path}: {err}") from err
+            raise OSError(f"cannot read voxel data from {self.path} (truncated or corrupt file?): {err}") from err
         return block
 
 
@@ -834,7 +834,12 @@ def _write_subjects(
         bar: Any = ProgressBar()
     for subject in pending:
         with bar if progress else contextlib.nullcontext():
-            writer.append(subjects[subject], static=static, attrs=attrs)
+            try:
+                writer.append(subjects[subject], static=static, attrs=attrs)
+            except OSError as err:  # a file that fails when read: name the subject too
+                if f"subject {subject!r}" in str(err):
+                    raise
+                raise type(err)(f"subject {subject!r}: {err}") from err
 
 
 def _as_confounds(value: Any, subject: str, bold: xr.DataArray, columns: Sequence[str] | None) -> xr.DataArray:

@@ -110,9 +110,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float = 150) -> Pa
     return path
 
 
-
-
-
 def _as_image(obj: Any, *, name: str, func: str) -> Any:
     """A nibabel image (or a path nilearn reads) from a DataArray, image or file name."""
     if isinstance(obj, xr.DataArray):

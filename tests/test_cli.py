@@ -61,3 +61,49 @@ def test_errors_are_one_line_and_exit_1(tmp_path, rng, capsys):
     bad = _nifti(tmp_path / "sub-02_bold.nii", rng, shape=(7, 8, 9, 11))
     assert main(["ingest", str(good), str(bad), str(tmp_path / "s.zarr")]) == 1
     assert "sub-02" in capsys.readouterr().err
+
+
+def test_help_lists_study_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for command in ("run", "report", "demo"):
+        assert f"brainarr {command}" in out
+
+
+@pytest.mark.slow
+def test_run_and_report_commands(tmp_path, capsys):
+    from brainarr.datasets import simulate_cohort
+
+    store = tmp_path / "study.zarr"
+    sim = simulate_cohort(4, 4, voxel_size=6.0, n_volumes=60, seed=1, effect_size=3.0, shape=(14, 18, 14))
+    ba.io.ingest(sim, str(store))
+    config = tmp_path / "study.toml"
+    config.write_text('[preprocess]\ndiscard = 2\n[metrics]\nfamilies = ["alff"]\n[output]\nfigures = false\n')
+    out_dir = tmp_path / "results"
+    assert main(["run", str(config), "--store", str(store), "--output", str(out_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"report:  {out_dir / 'report.html'}" in out
+    assert "malff" in out and "cluster(s)" in out
+    assert (out_dir / "maps" / "zalff_t.nii.gz").exists()
+    (out_dir / "report.html").unlink()
+    assert main(["report", str(store), "--config", str(config), "--output", str(out_dir)]) == 0
+    assert (out_dir / "report.html").exists()
+    # a missing config file is a one-line error
+    assert main(["run", str(tmp_path / "nope.toml"), "--store", str(store)]) == 1
+    assert "nope.toml" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_prints_recovery_summary(tmp_path, capsys):
+    store = tmp_path / "demo.zarr"
+    argv = ["demo", "--store", str(store), "--output", str(tmp_path / "out"), "--quiet", "--no-figures"]
+    argv += ["--n-patients", "5", "--n-controls", "5", "--n-volumes", "64", "--shape", "16", "20", "16"]
+    argv += ["--effect-size", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "planted effects (patients vs controls):" in out
+    assert "alff  Postcentral_R" in out
+    assert "recovered" in out and "of 9 planted effects" in out
+    assert "false clusters" in out
+    assert (tmp_path / "out" / "report.html").exists()
+    assert "demo done in" in out

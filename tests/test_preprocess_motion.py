@@ -52,9 +52,7 @@ class TestFramewiseDisplacement:
             np.testing.assert_allclose(fd.values[s], fd_loop(motion.values[s]), rtol=1e-12)
         assert fd.attrs["units"] == "mm"
         assert fd.name == "framewise_displacement"
-        assert (
-            "brainarr.preprocess.framewise_displacement(radius=None, method='power')" in fd.attrs["history"]
-        )
+        assert "brainarr.preprocess.framewise_displacement(radius=None, method='power')" in fd.attrs["history"]
         assert fd.attrs["radius_mm"] == 50.0
 
     def test_radius(self, motion):

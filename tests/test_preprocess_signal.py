@@ -139,9 +139,7 @@ class TestRegress:
 
     def test_subject_dim_with_own_confounds(self, rng, data):
         data2 = data + rng.standard_normal(data.shape)
-        bold = xr.concat([make_bold(data), make_bold(data2)], dim="subject").assign_coords(
-            subject=["p1", "c1"]
-        )
+        bold = xr.concat([make_bold(data), make_bold(data2)], dim="subject").assign_coords(subject=["p1", "c1"])
         bold = bold.chunk({"subject": 1, "x": 3})
         confs = rng.standard_normal((2, T, 3))
         cda = xr.DataArray(
@@ -183,9 +181,7 @@ class TestRegress:
         assert "brainarr.preprocess.regress(confounds=<DataArray>, detrend=1" in out.attrs["history"]
 
     def test_wrong_length(self, data, conf):
-        with pytest.raises(
-            GridMismatchError, match=rf"confounds .* have {T - 2} time points .* has {T} volumes"
-        ):
+        with pytest.raises(GridMismatchError, match=rf"confounds .* have {T - 2} time points .* has {T} volumes"):
             pp.regress(make_bold(data), conf.isel(time=slice(2, None)))
 
     def test_nan_confound_named(self, data, conf):
@@ -228,9 +224,7 @@ class TestBandpass:
     @pytest.mark.parametrize(("low", "high"), [(0.01, 0.08), (0.02, None), (None, 0.1)])
     def test_butterworth_against_nilearn(self, data, low, high):
         out = check_lazy_and_chunks(pp.bandpass, make_bold(data), low, high, method="butterworth")
-        ref = nsignal.butterworth(
-            as_2d(data).copy(), sampling_rate=1 / TR, low_pass=high, high_pass=low, copy=True
-        )
+        ref = nsignal.butterworth(as_2d(data).copy(), sampling_rate=1 / TR, low_pass=high, high_pass=low, copy=True)
         np.testing.assert_allclose(as_2d(out.values), ref, atol=1e-8)
 
     def test_butterworth_against_scipy_per_voxel(self, data):
@@ -245,9 +239,7 @@ class TestBandpass:
         with raise_if_dask_computes():
             out = pp.bandpass(bold, 0.01, 0.1)
         assert out.dims == ("subject", "x", "y", "z", "time")
-        np.testing.assert_allclose(
-            as_2d(out.values[1]), ideal_reference(as_2d(other), 0.01, 0.1, TR), atol=1e-9
-        )
+        np.testing.assert_allclose(as_2d(out.values[1]), ideal_reference(as_2d(other), 0.01, 0.1, TR), atol=1e-9)
 
     def test_float32(self, data):
         out = pp.bandpass(make_bold(data.astype(np.float32)), 0.01, 0.08)
@@ -267,16 +259,12 @@ class TestBandpass:
             pp.bandpass(make_bold(data), 0.01, 0.25, method="butterworth")
 
     def test_low_not_below_high(self, data):
-        with pytest.raises(
-            ValueError, match=r"low cut-off \(0.08 Hz\) must be below the high cut-off \(0.01 Hz\)"
-        ):
+        with pytest.raises(ValueError, match=r"low cut-off \(0.08 Hz\) must be below the high cut-off \(0.01 Hz\)"):
             pp.bandpass(make_bold(data), 0.08, 0.01)
 
     def test_too_few_volumes_for_low(self, rng):
         bold = make_bold(rng.standard_normal((2, 3, 4, 40)))
-        with pytest.raises(
-            ValueError, match=r"too few volumes .* 40 volumes x TR 2 s = 80 s .* at least 50 volumes"
-        ):
+        with pytest.raises(ValueError, match=r"too few volumes .* 40 volumes x TR 2 s = 80 s .* at least 50 volumes"):
             pp.bandpass(bold, 0.01, 0.08)
 
     def test_too_few_volumes_no_bin(self, rng):
@@ -351,9 +339,7 @@ class TestClean:
         np.testing.assert_allclose(a, b, atol=1e-10)
 
     def test_subject_dim_and_mask(self, rng, data, conf):
-        bold = xr.concat([make_bold(data), make_bold(data[::-1])], dim="subject").chunk(
-            {"subject": 1, "y": 4}
-        )
+        bold = xr.concat([make_bold(data), make_bold(data[::-1])], dim="subject").chunk({"subject": 1, "y": 4})
         maskv = np.ones(SHAPE, bool)
         maskv[0] = False
         with raise_if_dask_computes():
@@ -395,9 +381,7 @@ class TestSliceTiming:
         expected = np.sin(2 * np.pi * f * t)  # every slice now sampled at the first slice's time
         # the finite series is extended by a line (as SPM does): exact away from both ends
         inner = slice(30, n_time - 30)
-        np.testing.assert_allclose(
-            out.values[..., inner], np.broadcast_to(expected[inner], (2, 3, 6, 60)), atol=2e-3
-        )
+        np.testing.assert_allclose(out.values[..., inner], np.broadcast_to(expected[inner], (2, 3, 6, 60)), atol=2e-3)
         # a shift in the wrong direction would be off by the full amplitude
         assert np.abs(out.values[0, 0, 5, inner] - expected[inner]).max() < 2e-3
         assert out.attrs["slice_time_ref"] == 0.0
@@ -411,9 +395,7 @@ class TestSliceTiming:
         out = pp.slice_timing(make_bold(values, tr=tr), times)
         ref_time = 0.75
         expected = np.sin(2 * np.pi * f * (t + ref_time))
-        np.testing.assert_allclose(
-            out.values[0, 0, :, 25:-25], np.broadcast_to(expected[25:-25], (4, 50)), atol=2e-3
-        )
+        np.testing.assert_allclose(out.values[0, 0, :, 25:-25], np.broadcast_to(expected[25:-25], (4, 50)), atol=2e-3)
 
     def test_zero_shift_is_identity(self, rng):
         values = rng.standard_normal((2, 3, 4, 30))

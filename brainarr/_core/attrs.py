@@ -21,7 +21,7 @@ XrObj = TypeVar("XrObj", xr.DataArray, xr.Dataset)
 
 
 def _version() -> str:
-    from brainarr import __version__
+    from brainarr._core.version import __version__
 
     return __version__
 
@@ -97,9 +97,7 @@ def _public_module(module: str) -> str:
     return ".".join(parts)
 
 
-def carry_attrs(
-    source: xr.DataArray | xr.Dataset, target: XrObj, keys: tuple[str, ...] = CARRIED_ATTRS
-) -> XrObj:
+def carry_attrs(source: xr.DataArray | xr.Dataset, target: XrObj, keys: tuple[str, ...] = CARRIED_ATTRS) -> XrObj:
     """Copy acquisition attributes (``affine``, ``tr``, ``source``) from ``source`` to ``target``.
 
     Only keys present on ``source`` are copied. For a Dataset target, each data variable

@@ -31,9 +31,7 @@ def voxel_size(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
 
 
-def spatial_coords(
-    affine: np.ndarray, shape: tuple[int, int, int], *, source: str = ""
-) -> dict[str, xr.Variable]:
+def spatial_coords(affine: np.ndarray, shape: tuple[int, int, int], *, source: str = "") -> dict[str, xr.Variable]:
     """Coordinates of voxel centres for ``x``, ``y``, ``z``.
 
     For an axis-aligned affine these are world millimetres; for an oblique affine they are

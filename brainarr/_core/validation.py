@@ -104,9 +104,7 @@ def get_tr(da: xr.DataArray | xr.Dataset, tr: float | None = None, *, func: str)
 def get_affine(da: xr.DataArray | xr.Dataset, *, func: str) -> np.ndarray:
     """Return ``attrs["affine"]`` as a 4 x 4 float array, or raise :class:`MissingMetadataError`."""
     if "affine" not in da.attrs:
-        raise MissingMetadataError(
-            f"{func}: {describe(da)} has no 'affine' attribute (voxel-to-MNI matrix, 4 x 4)"
-        )
+        raise MissingMetadataError(f"{func}: {describe(da)} has no 'affine' attribute (voxel-to-MNI matrix, 4 x 4)")
     affine = np.asarray(da.attrs["affine"], dtype=float)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise MissingMetadataError(f"{func}: affine of {describe(da)} must be a finite 4 x 4 matrix")

@@ -95,11 +95,7 @@ def neighbour_offsets(neighbourhood: int) -> list[tuple[int, int, int]]:
     offsets = []
     for d in itertools.product((-1, 0, 1), repeat=3):
         n_nonzero = sum(v != 0 for v in d)
-        if (
-            neighbourhood == 27
-            or (neighbourhood == 19 and n_nonzero <= 2)
-            or (neighbourhood == 7 and n_nonzero <= 1)
-        ):
+        if neighbourhood == 27 or (neighbourhood == 19 and n_nonzero <= 2) or (neighbourhood == 7 and n_nonzero <= 1):
             offsets.append(d)
     if len(offsets) != neighbourhood:
         raise ValueError(f"neighbourhood must be 7, 19 or 27, got {neighbourhood!r}")

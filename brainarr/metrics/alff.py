@@ -54,7 +54,11 @@ def alff(
     Raises
     ------
     ValueError
-        If the band is empty for this number of time points and TR.
+        If the band is empty for this number of time points and TR, or its high edge is
+        above the Nyquist frequency :math:`1 / (2\,TR)`.
+    DataValidationError
+        If the BOLD holds NaN or Inf values (with the default ``data_validation="raise"``;
+        raised when the chunk is computed).
 
     Notes
     -----
@@ -94,6 +98,12 @@ def alff(
     low, high = (float(v) for v in band)
     if not 0 <= low < high:
         raise ValueError(f"{func}: band must be (low, high) with 0 <= low < high in Hz, got {band!r}")
+    nyquist = 1.0 / (2.0 * tr_s)
+    if high > nyquist * (1 + 1e-9):
+        raise ValueError(
+            f"{func}: band high edge {high:g} Hz of {describe(bold)} is above the Nyquist frequency "
+            f"{nyquist:g} Hz (TR = {tr_s:g} s); use a high edge of at most {nyquist:g} Hz"
+        )
     n_time = prepared.sizes[TIME]
     n_pad = next_pow2(n_time)
     bins = band_bins(low, high, n_pad, tr_s)

@@ -81,10 +81,7 @@ class _Rows:
         n_time = data.shape[-1]
         slices = _block_slices(self.spatial_chunks)
         self.block_ids = [
-            (i, j, k)
-            for i in range(len(slices[0]))
-            for j in range(len(slices[1]))
-            for k in range(len(slices[2]))
+            (i, j, k) for i in range(len(slices[0])) for j in range(len(slices[1])) for k in range(len(slices[2]))
         ]
         self.token = tokenize(data.name, sub_block, sub, mask)
         name = f"centrality-rows-{self.token}"

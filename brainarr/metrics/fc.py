@@ -28,9 +28,7 @@ FC_REFERENCES = (
 def _seed_masks(seeds, bold: xr.DataArray, *, func: str) -> xr.DataArray:
     """Turn the accepted seed specifications into a bool DataArray (seed, x, y, z)."""
     if isinstance(seeds, str) or (
-        isinstance(seeds, Sequence)
-        and not isinstance(seeds, xr.DataArray)
-        and all(isinstance(s, str) for s in seeds)
+        isinstance(seeds, Sequence) and not isinstance(seeds, xr.DataArray) and all(isinstance(s, str) for s in seeds)
     ):
         names = [seeds] if isinstance(seeds, str) else list(seeds)
         if not names:

@@ -75,7 +75,7 @@ def framewise_displacement(
 
     .. math::
 
-        FD_t = \sum_{d \in \{x,y,z\}} |\Delta t_{d}(t)| + r \sum_{d} |\Delta 	heta_{d}(t)|,
+        FD_t = \sum_{d \in \{x,y,z\}} |\Delta t_{d}(t)| + r \sum_{d} |\Delta \theta_{d}(t)|,
         \qquad \Delta u(t) = u(t) - u(t-1), \quad FD_0 = 0.
 
     Jenkinson (DPABI's ``FD_Jenkinson``, FSL's relative RMS): with :math:`A_t` the 4 x 4
@@ -83,7 +83,7 @@ def framewise_displacement(
     ``spm_matrix`` does (translation times :math:`R_x R_y R_z`), :math:`M = A_t A_{t-1}^{-1}
     - I`, its 3 x 3 block :math:`B` and translation :math:`\mathbf{m}`,
 
-    .. math:: FD_t = \sqrt{	frac{r^2}{5} \operatorname{tr}(B^T B) + \mathbf{m}^T \mathbf{m}},
+    .. math:: FD_t = \sqrt{\frac{r^2}{5} \operatorname{tr}(B^T B) + \mathbf{m}^T \mathbf{m}},
 
     the root mean square displacement over a sphere of radius :math:`r` centred at the
     origin of the coordinates (Jenkinson 1999). FSL computes it from MCFLIRT's matrices

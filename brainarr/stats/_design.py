@@ -48,8 +48,7 @@ def _coord(maps: xr.DataArray, name: str, *, func: str) -> np.ndarray:
     if name not in maps.coords or maps[name].dims != (SUBJECT,):
         available = [c for c in maps.coords if maps[c].dims == (SUBJECT,)]
         raise MissingMetadataError(
-            f"{func}: {describe(maps)} has no subject coordinate {name!r}; "
-            f"subject coordinates available: {available}"
+            f"{func}: {describe(maps)} has no subject coordinate {name!r}; subject coordinates available: {available}"
         )
     # Phenotype coordinates are tiny metadata; a dask-backed one (e.g. after ``.chunk()`` of a
     # whole DataArray) is loaded here, the only compute when building a model.

@@ -143,9 +143,7 @@ def cluster_table(
         atlas = datasets.aal(like=t_da if "affine" in t_da.attrs else attrs_src)
     check_same_grid(t_da, atlas, names=("thresholded", "atlas"), func=func)
     atlas_np = np.asarray(atlas.transpose(*SPATIAL).values)
-    names = dict(
-        zip((int(v) for v in atlas.attrs["flag_values"]), atlas.attrs["flag_meanings"].split(), strict=True)
-    )
+    names = dict(zip((int(v) for v in atlas.attrs["flag_values"]), atlas.attrs["flag_meanings"].split(), strict=True))
     try:
         half = float(voxel_size(get_affine(attrs_src, func=func))[0]) / 2
     except Exception:  # no affine: use the coordinate spacing
@@ -168,8 +166,7 @@ def cluster_table(
         peak = int(flat[np.argmax(sign * t.ravel()[flat])])
         covered = pd.Series(atlas_np.ravel()[flat]).value_counts()
         covered_text = "; ".join(
-            f"{names.get(int(k), 'unlabelled') if int(k) != 0 else 'unlabelled'} ({int(v)})"
-            for k, v in covered.items()
+            f"{names.get(int(k), 'unlabelled') if int(k) != 0 else 'unlabelled'} ({int(v)})" for k, v in covered.items()
         )
         peaks = [(peak, "main")]
         if subpeaks:

@@ -19,14 +19,8 @@ def _subject_frame(obj: xr.Dataset | xr.DataArray | pd.DataFrame) -> pd.DataFram
     if isinstance(obj, pd.DataFrame):
         return obj
     if not isinstance(obj, (xr.Dataset, xr.DataArray)) or SUBJECT not in obj.dims:
-        raise TypeError(
-            "demographics: expected a cohort Dataset/DataArray with a 'subject' dim or a DataFrame"
-        )
-    cols = {
-        name: np.asarray(c.values)
-        for name, c in obj.coords.items()
-        if c.dims == (SUBJECT,) and name != SUBJECT
-    }
+        raise TypeError("demographics: expected a cohort Dataset/DataArray with a 'subject' dim or a DataFrame")
+    cols = {name: np.asarray(c.values) for name, c in obj.coords.items() if c.dims == (SUBJECT,) and name != SUBJECT}
     return pd.DataFrame(cols, index=pd.Index(np.asarray(obj[SUBJECT].values), name=SUBJECT))
 
 
@@ -121,9 +115,7 @@ def demographics(
                 }
             )
             rows.append(row)
-    out = pd.DataFrame(rows, columns=["variable", *levels, "test", "statistic", "dof", "p"]).set_index(
-        "variable"
-    )
+    out = pd.DataFrame(rows, columns=["variable", *levels, "test", "statistic", "dof", "p"]).set_index("variable")
     out.attrs["values"] = {f"{k[0]}|{k[1]}": v for k, v in values.items()}
     out.attrs["n"] = {g: int((labels == g).sum()) for g in levels}
     return out

@@ -54,8 +54,7 @@ def _design_from_frame(design: Any, maps: xr.DataArray, *, func: str) -> tuple[n
         names = [f"x{i}" for i in range(matrix.shape[1])] if matrix.ndim == 2 else []
     if matrix.ndim != 2 or matrix.shape[0] != maps.sizes[SUBJECT]:
         raise ValueError(
-            f"{func}: design must be (n_subjects, n_regressors) = ({maps.sizes[SUBJECT]}, p), "
-            f"got shape {matrix.shape}"
+            f"{func}: design must be (n_subjects, n_regressors) = ({maps.sizes[SUBJECT]}, p), got shape {matrix.shape}"
         )
     if not np.all(np.isfinite(matrix)):
         raise ValueError(f"{func}: design contains NaN or infinite values")
@@ -85,9 +84,9 @@ def _fit(maps: xr.DataArray, design: Design, mask: xr.DataArray | None, *, func:
     # a perfect fit (a constant voxel) leaves only round-off in the residuals: t = 0 there
     ok = valid & (sse > _PERFECT_FIT**2 * (y**2).sum(SUBJECT)) & (se > 0)
     t = xr.where(ok, effect / se.where(ok, 1.0), 0.0).astype(dtype)
-    pval = xr.apply_ufunc(
-        _t_pvalue, t, kwargs={"dof": dof}, dask="parallelized", output_dtypes=[np.float64]
-    ).where(ok, 1.0)
+    pval = xr.apply_ufunc(_t_pvalue, t, kwargs={"dof": dof}, dask="parallelized", output_dtypes=[np.float64]).where(
+        ok, 1.0
+    )
     beta = beta.transpose(REGRESSOR, *SPATIAL).assign_coords({REGRESSOR: design.regressors})
     contrast_text = design.label
     out = xr.Dataset(
@@ -183,9 +182,7 @@ def glm(
     matrix, names = _design_from_frame(design, maps, func=func)
     c = np.asarray(contrast, dtype=float).ravel()
     if c.size != matrix.shape[1]:
-        raise ValueError(
-            f"{func}: contrast has {c.size} entries but the design has {matrix.shape[1]} columns"
-        )
+        raise ValueError(f"{func}: contrast has {c.size} entries but the design has {matrix.shape[1]} columns")
     label = " + ".join(f"{v:g}*{n}" for v, n in zip(c, names, strict=True) if v != 0) or "0"
     d = Design(matrix, names, c, label)
     check_design(d, func=func)

@@ -215,9 +215,7 @@ def grf(
         raise ValueError(f"{func}: mask {describe(mask)} is empty")
     if fwhm is None:
         if "residuals" not in result:
-            raise MissingMetadataError(
-                f"{func}: result has no 'residuals' to estimate smoothness; pass fwhm="
-            )
+            raise MissingMetadataError(f"{func}: result has no 'residuals' to estimate smoothness; pass fwhm=")
         smooth = smoothness(result["residuals"], mask, dof=dof).compute()
         fwhm_mm = np.asarray(smooth["fwhm"].values, dtype=float)
         dlh = float(smooth["dlh"].values)
@@ -267,9 +265,7 @@ def grf(
                 units="1",
                 description=f"voxel p < {voxel_p}, cluster p < {cluster_p}, {tail}; 0 elsewhere",
             ),
-            "zstat": set_metadata(
-                z_out, name="zstat", long_name="z with the tail probability of t", units="1"
-            ),
+            "zstat": set_metadata(z_out, name="zstat", long_name="z with the tail probability of t", units="1"),
             "cluster": set_metadata(
                 c_out,
                 name="cluster",

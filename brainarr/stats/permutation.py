@@ -175,9 +175,7 @@ def _extract(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return y, index
 
 
-def _t_batch(
-    e: np.ndarray, perms: np.ndarray, u: np.ndarray, a: np.ndarray, dof: int, var_c: float
-) -> np.ndarray:
+def _t_batch(e: np.ndarray, perms: np.ndarray, u: np.ndarray, a: np.ndarray, dof: int, var_c: float) -> np.ndarray:
     """Compute t maps (n_perm, V) of the group contrast for the permuted residuals ``e[perm]``.
 
     With ``U`` an orthonormal basis of the design and ``a = c X^+``, the permuted data
@@ -191,9 +189,7 @@ def _t_batch(
     for start in range(0, perms.shape[0], rows):
         block = perms[start : start + rows]
         inv = np.argsort(block, axis=1)
-        gathered = np.concatenate(
-            [a[inv][:, None, :], np.transpose(u[inv], (0, 2, 1))], axis=1
-        )  # (b, p+1, n)
+        gathered = np.concatenate([a[inv][:, None, :], np.transpose(u[inv], (0, 2, 1))], axis=1)  # (b, p+1, n)
         proj = np.einsum("bkn,nv->bkv", gathered, e, optimize=True)
         effect = proj[:, 0]
         sse = np.maximum(ss - (proj[:, 1:] ** 2).sum(axis=1), 0.0)
@@ -313,9 +309,7 @@ def permutation(
     func = "brainarr.stats.permutation"
     check_maps(maps, func=func)
     if stat not in ("tfce", "cluster_mass", "cluster_size", "voxel"):
-        raise ValueError(
-            f"{func}: stat must be 'tfce', 'cluster_mass', 'cluster_size' or 'voxel', got {stat!r}"
-        )
+        raise ValueError(f"{func}: stat must be 'tfce', 'cluster_mass', 'cluster_size' or 'voxel', got {stat!r}")
     if tail not in ("both", "positive", "negative"):
         raise ValueError(f"{func}: tail must be 'both', 'positive' or 'negative', got {tail!r}")
     if int(n_perm) < 1:
@@ -373,15 +367,11 @@ def permutation(
         shape=(2, *shape),
         dtype=np.float64,
     )
-    pmap = dsa.from_delayed(
-        dask.delayed(_p_fwe, pure=True)(obs, null, valid_data), shape=shape, dtype=np.float64
-    )
+    pmap = dsa.from_delayed(dask.delayed(_p_fwe, pure=True)(obs, null, valid_data), shape=shape, dtype=np.float64)
 
     coords = {d: maps[d] for d in SPATIAL}
     label = design.label
-    long = {"tfce": "TFCE", "cluster_mass": "cluster mass", "cluster_size": "cluster size", "voxel": "|t|"}[
-        stat
-    ]
+    long = {"tfce": "TFCE", "cluster_mass": "cluster mass", "cluster_size": "cluster size", "voxel": "|t|"}[stat]
     out = xr.Dataset(
         {
             "t": set_metadata(

@@ -188,8 +188,7 @@ def smoothness(
     if dof is None:
         if "dof" not in residuals.attrs:
             raise MissingMetadataError(
-                f"{func}: residuals {describe(residuals)} have no attrs['dof']; "
-                "pass dof=n_subjects - n_regressors"
+                f"{func}: residuals {describe(residuals)} have no attrs['dof']; pass dof=n_subjects - n_regressors"
             )
         dof = residuals.attrs["dof"]
     dof = float(dof)

@@ -70,9 +70,7 @@ class TestDegreeCentrality:
 
     @pytest.mark.parametrize(("threshold", "absolute"), [(0.1, True), (0.4, False), (0.0, False)])
     def test_reference_options(self, bold, values, mask, mask_np, threshold, absolute):
-        out = bm.degree_centrality(
-            bold.chunk({"x": 4}), mask, threshold=threshold, absolute=absolute
-        ).compute()
+        out = bm.degree_centrality(bold.chunk({"x": 4}), mask, threshold=threshold, absolute=absolute).compute()
         ref_b, ref_w = reference_dc(values, mask_np, threshold, absolute)
         np.testing.assert_array_equal(out.dc_binary.values, ref_b)
         np.testing.assert_allclose(out.dc_weighted.values, ref_w, rtol=1e-5, atol=1e-5)
@@ -114,9 +112,7 @@ class TestDegreeCentrality:
             distributed.Client(cluster),
         ):
             out = bm.degree_centrality(cohort.chunk({"subject": 1, "x": 3}), mask, block_size=40).compute()
-            fc = bm.seed_fc(
-                cohort.chunk({"subject": 1, "x": 3}), mask.expand_dims(seed=["m"]), mask=mask
-            ).compute()
+            fc = bm.seed_fc(cohort.chunk({"subject": 1, "x": 3}), mask.expand_dims(seed=["m"]), mask=mask).compute()
         for i in range(3):
             ref_b, _ = reference_dc(cohort.values[i], mask_np)
             np.testing.assert_array_equal(out.dc_binary.values[i], ref_b)
@@ -132,9 +128,7 @@ class TestDegreeCentrality:
         out = bm.degree_centrality(bold, mask, threshold=0.3)
         assert set(out.data_vars) == {"dc_binary", "dc_weighted"}
         assert out.dc_binary.attrs["units"] == "1" and out.dc_binary.attrs["threshold"] == 0.3
-        assert (
-            "binary" in out.dc_binary.attrs["long_name"] and "weighted" in out.dc_weighted.attrs["long_name"]
-        )
+        assert "binary" in out.dc_binary.attrs["long_name"] and "weighted" in out.dc_weighted.attrs["long_name"]
         for obj in (out, out.dc_binary, out.dc_weighted):
             assert obj.attrs["affine"] == bold.attrs["affine"] and obj.attrs["tr"] == 2.0
             assert "brainarr.metrics.centrality.degree_centrality(" in obj.attrs["history"]

@@ -77,9 +77,7 @@ class TestSeedFc:
         one = seeds.isel(seed=0, drop=True).rename("left")
         out = bm.seed_fc(bold, one)
         assert out.seed.values.tolist() == ["left"]
-        np.testing.assert_allclose(
-            out.fc.values[0], reference_fc(values, seeds.values[:1], None)[0], atol=1e-6
-        )
+        np.testing.assert_allclose(out.fc.values[0], reference_fc(values, seeds.values[:1], None)[0], atol=1e-6)
 
     def test_aal_names(self, rng):
         affine = make_affine(3.0, origin=(38.0, -30.0, 40.0))  # x from -38 to -56 mm: left central region
@@ -97,9 +95,7 @@ class TestSeedFc:
         centre = (float(bold.x[3]), float(bold.y[4]), float(bold.z[4]))
         sph = bd.spheres(bold.isel(time=0, drop=True), [centre], radius=4.0, names=["s"])
         out = bm.seed_fc(bold.chunk({"x": 3}), sph).compute()
-        np.testing.assert_allclose(
-            out.fc.values, reference_fc(values, sph.values, None), rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(out.fc.values, reference_fc(values, sph.values, None), rtol=1e-5, atol=1e-6)
 
     def test_lazy_and_chunks(self, bold, seeds, mask):
         chunked = bold.chunk({"x": 3, "y": 5, "z": 4})

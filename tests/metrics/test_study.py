@@ -26,9 +26,7 @@ def ref_normalize(values, mask, method):
 @pytest.fixture
 def metric(bold, mask_np, rng):
     values = np.where(mask_np, rng.gamma(3.0, 1.0, size=mask_np.shape), 0).astype(np.float32)
-    m = xr.DataArray(
-        values, dims=("x", "y", "z"), coords={d: bold[d] for d in ("x", "y", "z")}, name="dc_binary"
-    )
+    m = xr.DataArray(values, dims=("x", "y", "z"), coords={d: bold[d] for d in ("x", "y", "z")}, name="dc_binary")
     m.attrs.update({"affine": bold.attrs["affine"], "tr": 2.0, "long_name": "degree centrality (binary)"})
     return m
 
@@ -80,9 +78,7 @@ class TestVariants:
         np.testing.assert_allclose(
             out.zfalff.values, ref_normalize(maps.falff.values, mask_np, "z"), rtol=1e-5, atol=1e-6
         )
-        np.testing.assert_allclose(
-            out.malff.values, ref_normalize(maps.alff.values, mask_np, "mean"), rtol=1e-5
-        )
+        np.testing.assert_allclose(out.malff.values, ref_normalize(maps.alff.values, mask_np, "mean"), rtol=1e-5)
 
     def test_dc_variants(self, bold, mask, mask_np):
         dc = bm.degree_centrality(bold, mask)
@@ -132,8 +128,6 @@ class TestStudyMetrics:
             rtol=1e-5,
             atol=1e-5,
         )
-        np.testing.assert_allclose(
-            computed.dc_binary.values[1], bm.degree_centrality(one, mask).dc_binary.values
-        )
+        np.testing.assert_allclose(computed.dc_binary.values[1], bm.degree_centrality(one, mask).dc_binary.values)
         for name in expected_vars:
             assert np.all(np.isfinite(computed[name].values)), name

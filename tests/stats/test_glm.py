@@ -81,10 +81,7 @@ class TestTtest2:
         from nilearn.glm.second_level import SecondLevelModel
 
         affine = np.asarray(cohort.attrs["affine"])
-        imgs = [
-            nib.Nifti1Image(cohort.values[s].astype(np.float64), affine)
-            for s in range(cohort.sizes["subject"])
-        ]
+        imgs = [nib.Nifti1Image(cohort.values[s].astype(np.float64), affine) for s in range(cohort.sizes["subject"])]
         design = _design_frame(cohort).reset_index(drop=True)
         mask_img = nib.Nifti1Image(mask.values.astype(np.int8), affine)
         model = SecondLevelModel(mask_img=mask_img).fit(imgs, design_matrix=design)
@@ -169,8 +166,6 @@ class TestTtoZ:
         t = np.array([-8.0, -2.5, 0.0, 1.0, 3.3, 40.0, 1e3])
         z = bs.t_to_z(t, 20)
         moderate = np.abs(t) < 10
-        np.testing.assert_allclose(
-            z[moderate], stats.norm.isf(stats.t.sf(t[moderate], 20)), rtol=1e-10, atol=1e-12
-        )
+        np.testing.assert_allclose(z[moderate], stats.norm.isf(stats.t.sf(t[moderate], 20)), rtol=1e-10, atol=1e-12)
         assert np.all(np.isfinite(z)) and z[-1] > z[-2] > 8  # no overflow to inf
         np.testing.assert_allclose(bs.t_to_z(-t, 20), -z)

@@ -27,9 +27,7 @@ def _k_reference(z, n, dlh, pc):
 
 def _result(t, dof=30, residuals=None):
     base = make_bold(t)
-    ds = xr.Dataset(
-        {"t": base.rename("t")}, attrs={"dof": dof, "affine": base.attrs["affine"], "contrast": "a - b"}
-    )
+    ds = xr.Dataset({"t": base.rename("t")}, attrs={"dof": dof, "affine": base.attrs["affine"], "contrast": "a - b"})
     if residuals is not None:
         ds["residuals"] = xr.DataArray(
             residuals, dims=("subject", "x", "y", "z"), attrs={"dof": dof, "affine": base.attrs["affine"]}
@@ -56,9 +54,7 @@ class TestThresholds:
     )
     def test_against_formulas(self, planted, voxel_p, cluster_p, two_tailed, fwhm):
         t, mask = planted
-        out = bs.grf(
-            _result(t), mask=mask, voxel_p=voxel_p, cluster_p=cluster_p, two_tailed=two_tailed, fwhm=fwhm
-        )
+        out = bs.grf(_result(t), mask=mask, voxel_p=voxel_p, cluster_p=cluster_p, two_tailed=two_tailed, fwhm=fwhm)
         pv = voxel_p / 2 if two_tailed else voxel_p
         pc = cluster_p / 2 if two_tailed else cluster_p
         z = stats.norm.ppf(1 - pv)
@@ -70,9 +66,7 @@ class TestThresholds:
         assert out.attrs["dlh"] == pytest.approx(dlh, rel=1e-10)
         assert out.attrs["cluster_size"] == _k_reference(z, n, dlh, pc)
         assert out.attrs["n_voxels"] == n
-        assert bs.cluster_size_threshold(z=z, n_voxels=n, dlh=dlh, cluster_p=pc) == _k_reference(
-            z, n, dlh, pc
-        )
+        assert bs.cluster_size_threshold(z=z, n_voxels=n, dlh=dlh, cluster_p=pc) == _k_reference(z, n, dlh, pc)
 
     def test_study_like_numbers(self):
         # 3 mm grid, ~50000 GM voxels, FWHM 6-8 mm: k is tens to hundreds of voxels
@@ -104,9 +98,7 @@ class TestClusters:
         assert list(out.cluster_id.values) == [1, -1]
         assert list(out.cluster_size.values) == [48, 36]
         assert list(out.cluster_peak_t.values) == [5.0, -4.5]
-        assert (out.cluster.values == -1).sum() == 36 and np.all(
-            out.t.values[out.cluster.values == -1] == -4.5
-        )
+        assert (out.cluster.values == -1).sum() == 36 and np.all(out.t.values[out.cluster.values == -1] == -4.5)
         assert out.t.values[17, 2, 2] == 0  # too small
         expected = np.where(np.isin(out.cluster.values, [1, -1]), t, 0)
         np.testing.assert_array_equal(out.t.values, expected)

@@ -130,9 +130,7 @@ class TestPermutation:
         assert not np.array_equal(a.null_max.values, c.null_max.values)
         assert a.null_max.values[0] == c.null_max.values[0]  # the observed labelling comes first
 
-    @pytest.mark.parametrize(
-        "chunks", [{"subject": 1, "x": 2, "y": 3}, {"subject": 5, "z": 2}, {"subject": 1}]
-    )
+    @pytest.mark.parametrize("chunks", [{"subject": 1, "x": 2, "y": 3}, {"subject": 5, "z": 2}, {"subject": 1}])
     def test_lazy_chunk_invariant(self, null_cohort, chunks):
         ref = bs.permutation(null_cohort, n_perm=30, stat="cluster_mass", voxel_p=0.2).compute()
         lazy = null_cohort.copy(data=null_cohort.chunk(chunks).data)

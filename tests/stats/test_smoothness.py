@@ -97,9 +97,7 @@ class TestSmallDofFactor:
 
     def test_plain_interpolation_and_limits(self):
         assert bs.small_dof_factor(26, dpabi=False) == pytest.approx(TABLE[26])
-        assert bs.small_dof_factor(23.5, dpabi=False) == pytest.approx(
-            TABLE[21] + (TABLE[26] - TABLE[21]) / 2
-        )
+        assert bs.small_dof_factor(23.5, dpabi=False) == pytest.approx(TABLE[21] + (TABLE[26] - TABLE[21]) / 2)
         assert bs.small_dof_factor(5) == 1.1 == bs.small_dof_factor(3, dpabi=False)
         assert bs.small_dof_factor(800) == pytest.approx(1 + 1.0321 / 800)
         with pytest.raises(ValueError, match="positive"):
@@ -118,9 +116,7 @@ class TestSmoothness:
         assert float(out.resels) == pytest.approx(np.prod(fwhm_vox), rel=1e-10)
         assert int(out.volume) == mask.values.sum()
         plain = bs.smoothness(res, mask, dpabi=False).compute()
-        assert float(plain.dlh) == pytest.approx(
-            dlh / math.sqrt(bs.small_dof_factor(6)) * math.sqrt(1.5423138)
-        )
+        assert float(plain.dlh) == pytest.approx(dlh / math.sqrt(bs.small_dof_factor(6)) * math.sqrt(1.5423138))
 
     @pytest.mark.slow
     def test_known_fwhm(self, rng):

@@ -1,0 +1,895 @@
+"""The whole study, end to end: motion QC, subject-level maps, group statistics and the report.
+
+:func:`run` takes a :class:`~brainarr.config.StudyConfig` (or a TOML file) and a cohort store
+and does every step of the reference study (see ``STUDY.md``):
+
+1. head-motion QC from the stored realignment parameters (``mean_fd``, ``max_translation``,
+   ``max_rotation``, ``excluded``);
+2. for each committed subject: discard, nuisance regression (Friston-24 + WM + CSF, linear
+   detrending), ALFF/fALFF on the unfiltered residuals, band-pass, then ReHo (SMKCC), seed FC
+   and degree centrality with their normalised variants;
+3. the subject maps are written back into the same store, one subject at a time, each
+   variable with its own commit record, so an interrupted run resumes where it stopped and a
+   changed parameter recomputes only the maps it affects;
+4. group level per map: two-sample t-test with covariates, GRF cluster correction with the
+   family's thresholds, cluster tables with AAL labels (optional permutation inference);
+5. outputs: t maps (NIfTI), cluster tables (CSV, Markdown), Table 1, figures and one
+   self-contained ``report.html``.
+
+Store layout of the derived maps: a variable per map with dims ``(subject, x, y, z)`` (``zfc``:
+``(subject, seed, x, y, z)``), one subject per chunk, written in place. The group attribute
+``brainarr["derived"][name]`` holds ``{"params": <hash>, "subjects": [...]}``: a subject row is
+valid only once its id is listed there, and :func:`brainarr.open_cohort` hides rows that are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from brainarr._core.dims import SEED, SPATIAL, SUBJECT
+from brainarr.config import StudyConfig
+
+__all__ = ["FAMILY_VARIABLES", "GROUP_VARIANTS", "StudyResult", "derived_state", "recovery", "report", "run"]
+
+logger = logging.getLogger("brainarr")
+
+#: Derived variables written to the store, per metric family.
+FAMILY_VARIABLES: dict[str, tuple[str, ...]] = {
+    "alff": ("alff", "falff", "malff", "zalff", "mfalff", "zfalff"),
+    "reho": ("reho", "smreho"),
+    "fc": ("zfc",),
+    "dc": ("dc_binary", "dc_weighted", "dc_binary_sm", "dc_binary_sz", "dc_weighted_sm", "dc_weighted_sz"),
+}
+
+#: Maps entering the group analysis (the study's tables), per family.
+GROUP_VARIANTS: dict[str, tuple[str, ...]] = {
+    "alff": ("malff", "zalff"),
+    "reho": ("smreho",),
+    "fc": ("zfc",),
+    "dc": ("dc_binary_sm", "dc_binary_sz", "dc_weighted_sm", "dc_weighted_sz"),
+}
+
+_ATTR = "brainarr"
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run` produced.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        The output folder.
+    paths : dict of str to pathlib.Path
+        Every file written, by a short key (``"report"``, ``"malff_t"``, ``"malff_csv"``...).
+    tables : dict of str to pandas.DataFrame
+        ``"table1"``, ``"motion"`` and one cluster table per group variant (``"malff"``,
+        ``"zfc_Postcentral_L"``...).
+    timings : dict of str to float
+        Seconds per step (``"motion_qc"``, ``"subjects"``, ``"group"``, ``"report"``, ``"total"``).
+    computed : dict of str to list of str
+        Subject ids computed in this run, per derived variable (empty when up to date).
+    """
+
+    output: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def report(self) -> Path | None:
+        """Path of ``report.html``."""
+        return self.paths.get("report")
+
+
+# --------------------------------------------------------------------------- config helpers
+
+
+def _as_config(config: StudyConfig | str | os.PathLike | None) -> StudyConfig:
+    if config is None:
+        return StudyConfig()
+    if isinstance(config, StudyConfig):
+        return config.validate()
+    return StudyConfig.from_toml(config)
+
+
+def family_params(config: StudyConfig, family: str) -> dict[str, Any]:
+    """The configuration values that determine one family's subject maps."""
+    cfg = config.to_dict()
+    pre = cfg["preprocess"]
+    params: dict[str, Any] = {
+        k: pre[k] for k in ("discard", "detrend", "confounds", "mask_threshold", "tissue_threshold")
+    }
+    if family == "alff":
+        params["band"] = pre["band"]
+    else:
+        params.update(band=pre["band"], filter=pre["filter"])
+    m = cfg["metrics"]
+    if family == "reho":
+        params.update(reho_neighbourhood=m["reho_neighbourhood"], smooth_fwhm=m["smooth_fwhm"])
+    elif family == "fc":
+        params.update(seeds=m["seeds"])
+    elif family == "dc":
+        params.update(dc_threshold=m["dc_threshold"], smooth_fwhm=m["smooth_fwhm"])
+    return params
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """A short stable hash of a parameter mapping."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- store helpers
+
+
+def _open_group(store: str, mode: str, storage_options: Mapping[str, Any] | None):
+    import zarr
+
+    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
+    if storage_options:
+        kwargs["storage_options"] = dict(storage_options)
+    return zarr.open_group(store, **kwargs)
+
+
+def derived_state(store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The commit records of the derived maps of a store: ``{name: {"params", "subjects"}}``."""
+    group = _open_group(str(store), "r", storage_options)
+    return dict(dict(group.attrs.get(_ATTR, {})).get("derived", {}))
+
+
+def _set_derived(group, name: str, record: dict[str, Any] | None) -> None:
+    state = dict(group.attrs[_ATTR])
+    derived = dict(state.get("derived", {}))
+    if record is None:
+        derived.pop(name, None)
+    else:
+        derived[name] = record
+    state["derived"] = derived
+    group.attrs[_ATTR] = state
+
+
+def _prepare_variable(
+    store: str,
+    storage_options: Mapping[str, Any] | None,
+    name: str,
+    *,
+    subjects: list[str],
+    grid: xr.DataArray,
+    seeds: list[str] | None,
+    params: dict[str, Any],
+    attrs: Mapping[str, Any],
+) -> list[str]:
+    """Create (or reset) the variable ``name`` for ``subjects``; return the subjects still to compute."""
+    import dask.array as dsa
+
+    digest = params_hash(params)
+    group = _open_group(store, "r+", storage_options)
+    record = derived_state(store, storage_options=storage_options).get(name)
+    shape = (len(subjects), *([len(seeds)] if seeds is not None else []), *(grid.sizes[d] for d in SPATIAL))
+    exists = name in group
+    if exists and record is not None and record.get("params") == digest and tuple(group[name].shape) == shape:
+        done = set(record.get("subjects", []))
+        return [s for s in subjects if s not in done]
+    if exists and record is not None and record.get("params") == digest and group[name].shape[1:] == shape[1:]:
+        # the cohort grew (or shrank): keep committed rows, resize along subject
+        group[name].resize(shape)
+        done = set(record.get("subjects", [])) & set(subjects)
+        _set_derived(group, name, {"params": digest, "subjects": [s for s in subjects if s in done]})
+        return [s for s in subjects if s not in done]
+    # new variable or changed parameters: (re)create it empty
+    _set_derived(group, name, None)
+    if exists:
+        del group[name]
+    if seeds is not None and SEED in group:
+        stored = [str(s) for s in group[SEED][:]]
+        if stored != seeds:
+            for other in list(derived_state(store, storage_options=storage_options)):
+                if other in group and SEED in (group[other].metadata.dimension_names or ()):
+                    _set_derived(group, other, None)
+                    del group[other]
+            del group[SEED]
+    dims = (SUBJECT, *([SEED] if seeds is not None else []), *SPATIAL)
+    chunks = (1, *shape[1:])
+    data = dsa.zeros(shape, chunks=chunks, dtype=np.float32)
+    var = xr.Variable(dims, data, attrs={**attrs, "params": json.dumps(params, sort_keys=True)})
+    var.encoding = {"chunks": chunks, "_FillValue": np.float32(np.nan)}
+    ds = xr.Dataset({name: var})
+    if seeds is not None and SEED not in group:
+        ds = ds.assign_coords({SEED: np.array(seeds, dtype=object)})
+    kwargs: dict[str, Any] = {"mode": "a", "compute": False, "consolidated": False, "zarr_format": 3}
+    if storage_options:
+        kwargs["storage_options"] = dict(storage_options)
+    ds.to_zarr(store, **kwargs)
+    _set_derived(group, name, {"params": digest, "subjects": []})
+    return list(subjects)
+
+
+def _write_row(
+    store: str, storage_options: Mapping[str, Any] | None, name: str, index: int, subject: str, values: np.ndarray
+) -> None:
+    """Write one subject's row of ``name`` and then commit it (row first, record second)."""
+    group = _open_group(store, "r+", storage_options)
+    group[name][index] = values.astype(np.float32)
+    state = dict(group.attrs[_ATTR])
+    record = dict(state["derived"][name])
+    record["subjects"] = [*record["subjects"], subject]
+    _set_derived(group, name, record)
+
+
+# --------------------------------------------------------------------------- subject level
+
+
+def analysis_masks(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArray]:
+    """Grey-matter, white-matter and CSF masks: the store's, else MNI152 probabilities thresholded."""
+    from brainarr.datasets import gm_mask, tissue_probability
+
+    pre = config.preprocess
+    grid = cohort["bold"].isel({SUBJECT: 0}, drop=True).isel(time=0, drop=True)
+    out = {}
+    if "mask" in cohort:
+        out["gm"] = cohort["mask"].astype(bool)
+    else:
+        out["gm"] = gm_mask(like=grid, threshold=pre.mask_threshold)
+    for tissue, var in (("wm", "wm_mask"), ("csf", "csf_mask")):
+        if var in cohort:
+            out[tissue] = cohort[var].astype(bool)
+        else:
+            out[tissue] = tissue_probability(grid, tissue) > pre.tissue_threshold
+    coords = {d: cohort[d] for d in SPATIAL}
+    affine = cohort.attrs["affine"]
+    for key, m in out.items():
+        m = m.load().assign_coords(coords)
+        m.attrs["affine"] = affine
+        out[key] = m
+    return out
+
+
+def subject_maps(
+    bold: xr.DataArray,
+    motion: xr.DataArray,
+    masks: Mapping[str, xr.DataArray],
+    config: StudyConfig,
+    families: tuple[str, ...],
+) -> xr.Dataset:
+    """Lazy subject-level maps of the requested families for one subject.
+
+    Parameters
+    ----------
+    bold : xarray.DataArray (x, y, z, time)
+        Raw BOLD with ``attrs`` ``tr`` and ``affine``.
+    motion : xarray.DataArray (time, confound)
+        The six realignment parameters.
+    masks : mapping
+        ``"gm"``, ``"wm"``, ``"csf"`` boolean masks (see :func:`analysis_masks`).
+    config : StudyConfig
+        Study settings.
+    families : tuple of str
+        Subset of ``("alff", "reho", "fc", "dc")``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables of :data:`FAMILY_VARIABLES` for those families, float32, lazy.
+    """
+    from brainarr import metrics
+    from brainarr.preprocess import clean, friston24, tissue_signals
+
+    pre, met = config.preprocess, config.metrics
+    gm = masks["gm"]
+    parts = []
+    if "friston24" in pre.confounds:
+        parts.append(friston24(motion))
+    tissue = {}
+    if "white_matter" in pre.confounds:
+        tissue["wm"] = masks["wm"]
+    if "csf" in pre.confounds:
+        tissue["csf"] = masks["csf"]
+    if tissue or "global_signal" in pre.confounds:
+        sig = tissue_signals(bold, global_signal=masks["gm"] if "global_signal" in pre.confounds else False, **tissue)
+        parts.append(sig.astype(np.float64).drop_vars([c for c in sig.coords if c not in (CONF, "time")]))
+    confounds = None
+    if parts:
+        parts = [p.drop_vars([c for c in p.coords if c not in (CONF,)]) for p in parts]
+        confounds = xr.concat(parts, dim=CONF, join="override", coords="minimal", compat="override")
+        confounds = confounds.transpose("time", CONF)
+    common = {"discard": pre.discard, "detrend": pre.detrend, "mask": gm}
+    out: dict[str, xr.DataArray] = {}
+    if "alff" in families:
+        raw = clean(bold, confounds, filter=None, low=None, high=None, **common)
+        a = metrics.alff(raw, tuple(pre.band), mask=gm)
+        v = metrics.alff_variants(a, gm)
+        out.update({k: a[k] for k in ("alff", "falff")})
+        out.update({k: v[k] for k in v.data_vars})
+    if {"reho", "fc", "dc"} & set(families):
+        filtered = clean(bold, confounds, low=pre.band[0], high=pre.band[1], filter=pre.filter, **common)
+        if "reho" in families:
+            kcc = metrics.reho(filtered, gm, neighbourhood=met.reho_neighbourhood)
+            out["reho"] = kcc
+            out["smreho"] = metrics.smooth_normalize(kcc, gm, fwhm=met.smooth_fwhm, method="mean", name="smreho")
+        if "fc" in families:
+            out["zfc"] = metrics.seed_fc(filtered, list(met.seeds), mask=gm)["zfc"]
+        if "dc" in families:
+            dc = metrics.degree_centrality(filtered, gm, threshold=met.dc_threshold)
+            variants = metrics.dc_variants(dc, gm, fwhm=met.smooth_fwhm)
+            out.update({k: dc[k] for k in ("dc_binary", "dc_weighted")})
+            out.update({k: variants[k] for k in variants.data_vars})
+    keep = set(SPATIAL) | {SEED}
+    result = {}
+    for name, var in out.items():
+        var = var.astype(np.float32)
+        var = var.drop_vars([c for c in var.coords if c not in keep])
+        order = [d for d in (SEED, *SPATIAL) if d in var.dims]
+        result[name] = var.transpose(*order)
+    return xr.Dataset(result)
+
+
+CONF = "confound"
+
+
+def _compute(objs: dict[str, Any], client, progress: bool) -> dict[str, Any]:
+    import dask
+
+    if client is not None:
+        futures = client.compute(list(objs.values()))
+        if progress:
+            from distributed import progress as dprogress
+
+            dprogress(futures)
+        values = client.gather(futures)
+        return dict(zip(objs, values, strict=True))
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(minimum=2.0):
+            values = dask.compute(*objs.values())
+    else:
+        values = dask.compute(*objs.values())
+    return dict(zip(objs, values, strict=True))
+
+
+# --------------------------------------------------------------------------- group level
+
+
+def _family_of(variant: str) -> str:
+    for family, names in GROUP_VARIANTS.items():
+        if variant in names:
+            return family
+    raise KeyError(variant)
+
+
+def _group_maps(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArray]:
+    """Per group variant: the maps ``(subject, x, y, z)`` (FC split by seed)."""
+    out = {}
+    for family in config.metrics.families:
+        for name in GROUP_VARIANTS[family]:
+            if name not in cohort:
+                continue
+            var = cohort[name]
+            if SEED in var.dims:
+                for seed in [str(s) for s in var[SEED].values]:
+                    out[f"{name}_{seed}"] = var.sel({SEED: seed}, drop=True).rename(f"{name}_{seed}")
+            else:
+                out[name] = var
+    return out
+
+
+def _motion_params(confounds: xr.DataArray) -> xr.DataArray:
+    """The six realignment parameters: by name when present, else the first six columns (SPM order)."""
+    from brainarr._core.confounds import MOTION_PARAMS
+
+    if CONF not in confounds.dims:
+        raise ValueError(f"confounds: expected a {CONF!r} dim, got {confounds.dims}")
+    names = [str(c) for c in confounds[CONF].values] if CONF in confounds.coords else []
+    if all(m in names for m in MOTION_PARAMS):
+        return confounds.sel({CONF: list(MOTION_PARAMS)})
+    if confounds.sizes[CONF] < 6:
+        raise ValueError(f"confounds: need the six realignment parameters, found {confounds.sizes[CONF]} column(s)")
+    return confounds.isel({CONF: slice(0, 6)})
+
+
+def _motion(cohort: xr.Dataset, config: StudyConfig) -> xr.Dataset:
+    from brainarr.preprocess import motion_qc
+
+    if "confounds" not in cohort:
+        raise ValueError(f"{cohort.attrs.get('store', 'cohort')}: no 'confounds' variable (realignment parameters)")
+    qc = motion_qc(
+        _motion_params(cohort["confounds"]),
+        max_translation=config.preprocess.max_translation,
+        max_rotation=config.preprocess.max_rotation,
+    )
+    return qc.compute()
+
+
+def _motion_table(qc: xr.Dataset, cohort: xr.Dataset, by: str) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "subject": [str(s) for s in cohort[SUBJECT].values],
+            by: [str(g) for g in cohort[by].values] if by in cohort.coords else "",
+            "mean_fd": np.asarray(qc["mean_fd"].values, float),
+            "max_translation": np.asarray(qc["max_translation"].values, float),
+            "max_rotation": np.asarray(qc["max_rotation"].values, float),
+            "excluded": np.asarray(qc["excluded"].values, bool),
+        }
+    )
+    return table
+
+
+def _analyse(
+    variant: str,
+    maps: xr.DataArray,
+    gm: xr.DataArray,
+    config: StudyConfig,
+    out_dir: Path,
+    result: StudyResult,
+    atlas: xr.DataArray,
+) -> xr.Dataset:
+    from brainarr import io, stats
+
+    family = "fc" if variant.startswith("zfc_") else _family_of(variant)
+    g = config.group
+    thr = g.grf.get(family)
+    if thr is None:
+        from brainarr.config import GRFConfig
+
+        thr = GRFConfig()
+    maps = maps.load()
+    maps.attrs.setdefault("affine", gm.attrs["affine"])
+    tt = stats.ttest2(maps, by=g.by, covariates=list(g.covariates), groups=list(g.groups), mask=gm)
+    res = stats.grf(tt, mask=gm, voxel_p=thr.voxel_p, cluster_p=thr.cluster_p, two_tailed=thr.two_tailed)
+    res = res.compute()
+    table = stats.cluster_table(res, atlas=atlas)
+    result.tables[variant] = table
+    csv = out_dir / "tables" / f"{variant}_clusters.csv"
+    stats.table_to_csv(table, csv)
+    md = out_dir / "tables" / f"{variant}_clusters.md"
+    md.write_text(stats.table_to_markdown(table))
+    result.paths[f"{variant}_csv"] = csv
+    result.paths[f"{variant}_md"] = md
+    if config.output.nifti:
+        t_all = tt["t"].compute()
+        t_all.attrs["affine"] = gm.attrs["affine"]
+        t_thr = res["t"]
+        t_thr.attrs["affine"] = gm.attrs["affine"]
+        result.paths[f"{variant}_t"] = io.to_nifti(t_all, out_dir / "maps" / f"{variant}_t.nii.gz")
+        result.paths[f"{variant}_t_grf"] = io.to_nifti(t_thr, out_dir / "maps" / f"{variant}_t_grf.nii.gz")
+    if g.permutation.enabled:
+        perm = stats.permutation(
+            maps,
+            by=g.by,
+            covariates=list(g.covariates),
+            groups=list(g.groups),
+            mask=gm,
+            n_perm=g.permutation.n_perm,
+            stat=g.permutation.stat,
+            seed=g.permutation.seed,
+        ).compute()
+        p_fwe = np.asarray(perm["p_fwe"].values)
+        row = pd.DataFrame(
+            [
+                {
+                    "map": variant,
+                    "stat": g.permutation.stat,
+                    "n_perm": g.permutation.n_perm,
+                    "voxels p_fwe < 0.05": int((p_fwe < 0.05).sum()),
+                    "min p_fwe": float(p_fwe.min()),
+                }
+            ]
+        )
+        previous = result.tables.get("permutation")
+        result.tables["permutation"] = row if previous is None else pd.concat([previous, row], ignore_index=True)
+        if config.output.nifti:
+            for var in perm.data_vars:
+                if set(perm[var].dims) == set(SPATIAL):
+                    img = perm[var].astype(np.float32)
+                    img.attrs["affine"] = gm.attrs["affine"]
+                    result.paths[f"{variant}_perm_{var}"] = io.to_nifti(
+                        img, out_dir / "maps" / f"{variant}_perm_{var}.nii.gz"
+                    )
+    return res
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def _default_output(store: str, config: StudyConfig) -> Path:
+    directory = Path(config.output.directory)
+    if directory.is_absolute() or "://" in store:
+        return directory
+    return Path(store).resolve().parent / directory
+
+
+class _Timer:
+    def __init__(self, result: StudyResult, key: str) -> None:
+        self.result, self.key = result, key
+
+    def __enter__(self) -> _Timer:
+        self.start = time.perf_counter()
+        logger.info("%s: started", self.key)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.result.timings[self.key] = self.result.timings.get(self.key, 0.0) + elapsed
+        logger.info("%s: %s in %.2f s", self.key, "failed" if exc[0] else "done", elapsed)
+
+
+def run(
+    config: StudyConfig | str | os.PathLike | None,
+    store: str | os.PathLike,
+    *,
+    client: Any = None,
+    output: str | os.PathLike | None = None,
+    progress: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StudyResult:
+    """Run the whole study on a cohort store: subject maps (resumable), group statistics, report.
+
+    Parameters
+    ----------
+    config : StudyConfig, path to a TOML file, or None
+        Study settings; None: the reference study's defaults.
+    store : str or path-like
+        Cohort store (local path or fsspec URL) with ``bold``, ``confounds`` (six realignment
+        parameters) and the subject coordinates of the group model. The derived maps are
+        written into it.
+    client : distributed.Client, optional
+        Compute on this cluster; default the current Dask scheduler.
+    output : str or path-like, optional
+        Output folder; default ``config.output.directory`` next to a local store (as given
+        for a remote store).
+    progress : bool, default True
+        Show progress bars.
+    storage_options : mapping, optional
+        fsspec options of a remote store.
+
+    Returns
+    -------
+    StudyResult
+        Paths of the files written, the tables and the timings.
+
+    Notes
+    -----
+    A derived map is recomputed for a subject only when the subject is not committed for it
+    or when the parameters it depends on (:func:`family_params`) changed. The group level and
+    the outputs are always rebuilt (they take seconds). A log of the steps and timings is
+    written to ``log.txt`` in the output folder.
+    """
+    from brainarr.cohort import open_cohort
+
+    config = _as_config(config)
+    store = str(store)
+    out_dir = Path(output) if output is not None else _default_output(store, config)
+    for sub in ("", "tables", "maps", "figures"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    result = StudyResult(output=out_dir)
+    handler = logging.FileHandler(out_dir / "log.txt", mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    previous_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    total = time.perf_counter()
+    try:
+        logger.info("brainarr run: store %s, output %s", store, out_dir)
+        cohort = open_cohort(store, storage_options=storage_options)
+        subjects = [str(s) for s in cohort[SUBJECT].values]
+        if not subjects:
+            raise ValueError(f"{store}: the cohort has no committed subject")
+        with _Timer(result, "motion_qc"):
+            qc = _motion(cohort, config)
+        masks = analysis_masks(cohort, config)
+        with _Timer(result, "subjects"):
+            _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result)
+        cohort = open_cohort(store, storage_options=storage_options)
+        cohort = cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars})
+        with _Timer(result, "group"):
+            group_results = _group_level(cohort, config, masks, out_dir, result)
+        with _Timer(result, "report"):
+            _write_report(cohort, config, masks, group_results, out_dir, result, store)
+    finally:
+        result.timings["total"] = time.perf_counter() - total
+        logger.info("brainarr run: total %.2f s", result.timings["total"])
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(previous_level)
+    result.paths["log"] = out_dir / "log.txt"
+    return result
+
+
+def _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result) -> None:
+    grid = masks["gm"]
+    todo: dict[str, list[str]] = {}
+    for family in config.metrics.families:
+        params = family_params(config, family)
+        for name in FAMILY_VARIABLES[family]:
+            seeds = list(config.metrics.seeds) if name == "zfc" else None
+            attrs = {"family": family}
+            todo[name] = _prepare_variable(
+                store, storage_options, name, subjects=subjects, grid=grid, seeds=seeds, params=params, attrs=attrs
+            )
+    result.computed = {k: list(v) for k, v in todo.items()}
+    n_todo = len({s for v in todo.values() for s in v})
+    logger.info("subject level: %d of %d subjects need maps", n_todo, len(subjects))
+    for index, subject in enumerate(subjects):
+        names = [n for n, v in todo.items() if subject in v]
+        if not names:
+            continue
+        families = tuple(f for f in config.metrics.families if set(FAMILY_VARIABLES[f]) & set(names))
+        start = time.perf_counter()
+        bold = cohort["bold"].isel({SUBJECT: index}, drop=True)
+        bold = bold.drop_vars([c for c in bold.coords if c not in bold.dims])
+        bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
+        motion = _motion_params(cohort["confounds"].isel({SUBJECT: index}, drop=True))
+        motion = motion.drop_vars([c for c in motion.coords if c not in motion.dims])
+        maps = subject_maps(bold, motion, masks, config, families)
+        values = _compute({n: maps[n].data for n in names}, client, progress)
+        for name in names:
+            _write_row(store, storage_options, name, index, subject, np.asarray(values[name]))
+        logger.info("subject %s: %s in %.2f s", subject, ", ".join(names), time.perf_counter() - start)
+
+
+def _included(cohort: xr.Dataset, config: StudyConfig) -> xr.Dataset:
+    g = config.group
+    keep = np.isin(np.asarray(cohort[g.by].values, dtype=str), list(g.groups))
+    if g.exclude_movers and "excluded" in cohort.coords:
+        keep &= ~np.asarray(cohort["excluded"].values, bool)
+    return cohort.isel({SUBJECT: np.flatnonzero(keep)})
+
+
+def _group_level(cohort, config, masks, out_dir, result) -> dict[str, xr.Dataset]:
+    from brainarr import stats
+    from brainarr.datasets import aal
+
+    g = config.group
+    movers = [str(s) for s in cohort[SUBJECT].values[np.asarray(cohort["excluded"].values, bool)]]
+    if movers:
+        logger.info("motion: %s exceed the motion limits%s", movers, "; excluded" if g.exclude_movers else "")
+    included = _included(cohort, config)
+    result.tables["motion"] = _motion_table(cohort, cohort, g.by)
+    variables = [c for c in included.coords if included[c].dims == (SUBJECT,) and c not in (SUBJECT, "excluded")]
+    variables = [v for v in variables if v not in (g.by, "max_translation", "max_rotation", "mean_fd")]
+    table1 = stats.demographics(included, by=g.by, groups=list(g.groups), variables=variables)
+    result.tables["table1"] = table1
+    table1.to_csv(out_dir / "tables" / "table1.csv")
+    (out_dir / "tables" / "table1.md").write_text(stats.demographics_to_markdown(table1))
+    result.paths["table1_csv"] = out_dir / "tables" / "table1.csv"
+    result.paths["table1_md"] = out_dir / "tables" / "table1.md"
+    result.tables["motion"].to_csv(out_dir / "tables" / "motion_qc.csv", index=False)
+    result.paths["motion_csv"] = out_dir / "tables" / "motion_qc.csv"
+    atlas = aal(masks["gm"])
+    out = {}
+    for variant, maps in _group_maps(included, config).items():
+        start = time.perf_counter()
+        out[variant] = _analyse(variant, maps, masks["gm"], config, out_dir, result, atlas)
+        n = len(result.tables[variant])
+        logger.info("group %s: %d cluster(s) in %.2f s", variant, n, time.perf_counter() - start)
+    return out
+
+
+def _figures(variant, res, config, masks, out_dir, result) -> list[tuple[str, Path]]:
+    from brainarr import plotting
+    from brainarr.datasets import regions
+
+    figs = []
+    path = out_dir / "figures" / f"{variant}_montage.png"
+    z = np.asarray(masks["gm"]["z"].values, float)
+    cuts = [c for c in plotting.STUDY_CUTS if z.min() <= c <= z.max()] or [float(np.median(z))]
+    fig = plotting.montage(res, title=variant, cuts=cuts, path=path, dpi=80)
+    _close(fig)
+    figs.append(("montage", path))
+    result.paths[f"{variant}_montage"] = path
+    if variant.startswith("zfc_") and len(result.tables[variant]):
+        seed = variant[len("zfc_") :]
+        path = out_dir / "figures" / f"{variant}_glass.png"
+        from brainarr.datasets import aal
+
+        seed_mask = regions(aal(masks["gm"]), seed)
+        fig = plotting.glass_brain(seed_mask, result.tables[variant], title=f"FC of {seed}", path=path, dpi=80)
+        _close(fig)
+        figs.append(("glass brain", path))
+        result.paths[f"{variant}_glass"] = path
+    return figs
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _write_report(cohort, config, masks, group_results, out_dir, result, store) -> None:
+    from brainarr.report import Report
+
+    rep = Report("brainarr study report", subtitle=f"cohort store: {store}")
+    n = cohort.sizes[SUBJECT]
+    rep.add_text(
+        f"{n} subjects; groups {config.group.groups[0]} - {config.group.groups[1]}; covariates "
+        f"{', '.join(config.group.covariates) or 'none'}. Subject-level maps are stored in the cohort "
+        "store; t maps, cluster tables and figures are in this folder.",
+        name="Summary",
+    )
+    rep.add_parameters(config.to_dict(), name="Parameters")
+    rep.add_table("Table 1: demographics", result.tables["table1"])
+    rep.add_table("Head motion", result.tables["motion"], decimals=3)
+    if "permutation" in result.tables:
+        rep.add_table(
+            "Permutation inference",
+            result.tables["permutation"],
+            caption="Freedman-Lane permutations, FWE by the maximum statistic",
+            decimals=4,
+        )
+    for variant, res in group_results.items():
+        figs = _figures(variant, res, config, masks, out_dir, result) if config.output.figures else []
+        for kind, path in figs:
+            rep.add_figure(f"{variant}: {kind}", path)
+        table = result.tables[variant]
+        caption = (
+            f"GRF: voxel t > {float(res.attrs.get('t_threshold', np.nan)):.2f}, cluster size >= "
+            f"{res.attrs.get('cluster_size', '?')} voxels"
+        )
+        if len(table):
+            rep.add_table(f"{variant}: clusters", table, caption=caption, signed=["peak_t"])
+        else:
+            rep.add_text(f"No cluster survives ({caption}).", name=f"{variant}: clusters")
+    path = rep.write(out_dir / "report.html")
+    result.paths["report"] = Path(path)
+
+
+def report(
+    store: str | os.PathLike,
+    *,
+    config: StudyConfig | str | os.PathLike | None = None,
+    output: str | os.PathLike | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> StudyResult:
+    """Rebuild the group level and ``report.html`` from the maps already stored (nothing recomputed).
+
+    Parameters
+    ----------
+    store : str or path-like
+        A cohort store processed by :func:`run`.
+    config : StudyConfig, path or None
+        Group settings; default the study's defaults.
+    output : str or path-like, optional
+        Output folder (default as :func:`run`).
+    storage_options : mapping, optional
+        fsspec options.
+
+    Returns
+    -------
+    StudyResult
+    """
+    from brainarr.cohort import open_cohort
+
+    config = _as_config(config)
+    store = str(store)
+    out_dir = Path(output) if output is not None else _default_output(store, config)
+    for sub in ("", "tables", "maps", "figures"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    result = StudyResult(output=out_dir)
+    start = time.perf_counter()
+    cohort = open_cohort(store, storage_options=storage_options)
+    state = derived_state(store, storage_options=storage_options)
+    subjects = [str(s) for s in cohort[SUBJECT].values]
+    missing = [n for n, r in state.items() if set(r.get("subjects", [])) != set(subjects)]
+    if not state:
+        raise ValueError(f"{store}: no derived maps; run 'brainarr run' first")
+    if missing:
+        raise ValueError(f"{store}: maps {missing} are incomplete; run 'brainarr run' to finish them")
+    qc = _motion(cohort, config)
+    cohort = cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars})
+    masks = analysis_masks(cohort, config)
+    families = tuple(f for f in config.metrics.families if all(n in state for n in FAMILY_VARIABLES[f]))
+    import dataclasses
+
+    config = dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, families=families))
+    group_results = _group_level(cohort, config, masks, out_dir, result)
+    _write_report(cohort, config, masks, group_results, out_dir, result, store)
+    result.timings["total"] = time.perf_counter() - start
+    return result
+
+
+def _variants_of(effect: Mapping[str, Any]) -> list[str]:
+    metric = str(effect["metric"])
+    if metric == "fc":
+        return [f"zfc_{effect.get('seed')}"]
+    return list(GROUP_VARIANTS.get(metric, ()))
+
+
+def _covers(row: pd.Series, region: str) -> bool:
+    if row["region"] == region:
+        return True
+    covered = [part.rsplit(" (", 1)[0].strip() for part in str(row.get("regions", "")).split(";")]
+    return region in covered
+
+
+def recovery(tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compare cluster tables with the effects planted in a simulated cohort.
+
+    Parameters
+    ----------
+    tables : mapping of str to pandas.DataFrame
+        Cluster tables by group variant (:attr:`StudyResult.tables`).
+    planted : list of dict
+        ``attrs["planted"]`` of :func:`brainarr.datasets.simulate_cohort` (``region``,
+        ``metric``, ``seed``, ``direction``).
+
+    Returns
+    -------
+    effects : pandas.DataFrame
+        One row per planted effect: ``metric``, ``seed``, ``region``, ``direction``,
+        ``recovered`` (a surviving cluster of the planted sign whose peak is in the region or
+        that covers it, in at least one variant of the metric) and ``variants`` (those where it
+        was recovered).
+    false_clusters : pandas.DataFrame
+        Surviving clusters that match no planted effect of their map (sign and region):
+        ``variant``, ``region``, ``size``, ``peak_t``, ``x``, ``y``, ``z`` and ``related``: the
+        planted effects of other metrics (or FC seeds) with the same sign in the cluster's
+        regions, which may explain it (e.g. an ALFF increase raising ReHo), "" if none.
+    """
+    rows = []
+    for p in planted:
+        sign = 1.0 if p["direction"] == "increase" else -1.0
+        found = []
+        for variant in _variants_of(p):
+            table = tables.get(variant)
+            if table is None or table.empty:
+                continue
+            main = table[table.get("peak_kind", "main") == "main"] if "peak_kind" in table else table
+            if any(np.sign(r["peak_t"]) == sign and _covers(r, p["region"]) for _, r in main.iterrows()):
+                found.append(variant)
+        rows.append(
+            {
+                "metric": p["metric"],
+                "seed": p.get("seed") or "",
+                "region": p["region"],
+                "direction": p["direction"],
+                "recovered": bool(found),
+                "variants": ", ".join(found),
+            }
+        )
+    false_rows = []
+    for variant, table in tables.items():
+        if variant in ("table1", "motion", "permutation") or table.empty or "peak_t" not in table:
+            continue
+        expected = [p for p in planted if variant in _variants_of(p)]
+        for _, r in table.iterrows():
+            if r.get("peak_kind", "main") != "main":
+                continue
+            sign = np.sign(r["peak_t"])
+            ok = any(
+                sign == (1.0 if p["direction"] == "increase" else -1.0) and _covers(r, p["region"]) for p in expected
+            )
+            if not ok:
+                related = [
+                    p["metric"] + (f" ({p['seed']})" if p.get("seed") else "")
+                    for p in planted
+                    if sign == (1.0 if p["direction"] == "increase" else -1.0) and _covers(r, p["region"])
+                ]
+                false_rows.append(
+                    {
+                        "variant": variant,
+                        "region": r["region"] if isinstance(r["region"], str) else "unlabelled",
+                        "size": int(r["size"]),
+                        "peak_t": float(r["peak_t"]),
+                        "x": r["x"],
+                        "y": r["y"],
+                        "z": r["z"],
+                        "related": ", ".join(dict.fromkeys(related)),
+                    }
+                )
+    columns = ["variant", "region", "size", "peak_t", "x", "y", "z", "related"]
+    return pd.DataFrame(rows), pd.DataFrame(false_rows, columns=columns)

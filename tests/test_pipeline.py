@@ -1,0 +1,260 @@
+"""The study pipeline end to end: outputs, resumability, crash safety, group analysis."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import xarray as xr
+
+from brainarr import io, pipeline
+from brainarr.cohort import open_cohort
+from brainarr.config import StudyConfig
+from brainarr.datasets import simulate_cohort
+
+pytestmark = pytest.mark.slow
+
+SHAPE = (18, 22, 16)
+
+
+def _config(*, families=("alff",), figures=False, **metrics) -> StudyConfig:
+    cfg = StudyConfig()
+    return dataclasses.replace(
+        cfg,
+        preprocess=dataclasses.replace(cfg.preprocess, discard=4),
+        metrics=dataclasses.replace(cfg.metrics, families=tuple(families), **metrics),
+        output=dataclasses.replace(cfg.output, figures=figures),
+    )
+
+
+@pytest.fixture(scope="module")
+def raw_store(tmp_path_factory):
+    """A tiny simulated cohort (6 + 6, 6 mm, cropped, strong effects, one mover), not processed.
+
+    The crop keeps the right postcentral gyrus whole (the left one is cut at x = -48 mm).
+    """
+    path = tmp_path_factory.mktemp("cohort") / "raw.zarr"
+    sim = simulate_cohort(6, 6, voxel_size=6.0, n_volumes=60, seed=3, effect_size=4.5, shape=SHAPE, n_movers=1)
+    io.ingest(sim, str(path))
+    return path
+
+
+@pytest.fixture
+def store(raw_store, tmp_path):
+    path = tmp_path / "study.zarr"
+    shutil.copytree(raw_store, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(raw_store, tmp_path_factory):
+    """Every family, figures on: the whole study once."""
+    base = tmp_path_factory.mktemp("full")
+    path = base / "study.zarr"
+    shutil.copytree(raw_store, path)
+    result = pipeline.run(_config(families=("alff", "reho", "fc", "dc"), figures=True), path, progress=False)
+    return path, result
+
+
+def test_outputs_written(full_run):
+    path, result = full_run
+    out = result.output
+    assert out == path.parent / "brainarr-results"
+    html = (out / "report.html").read_text()
+    for section in ("Parameters", "Table 1", "Head motion", "malff", "smreho", "zfc_Postcentral_L", "dc_binary_sm"):
+        assert section in html
+    assert "data:image/png;base64" in html
+    for variant in ("malff", "zalff", "smreho", "zfc_Precentral_R", "dc_weighted_sz"):
+        img = nib.load(out / "maps" / f"{variant}_t.nii.gz")
+        assert img.shape == SHAPE
+        assert (out / "tables" / f"{variant}_clusters.csv").read_text().strip()
+        assert (out / "tables" / f"{variant}_clusters.md").exists()
+        assert (out / "figures" / f"{variant}_montage.png").stat().st_size > 1000
+    assert (out / "tables" / "table1.csv").exists()
+    assert "subject" in (out / "log.txt").read_text()
+    assert set(result.timings) >= {"motion_qc", "subjects", "group", "report", "total"}
+
+
+def test_store_has_committed_derived_maps(full_run):
+    path, _ = full_run
+    cohort = open_cohort(path)
+    subjects = [str(s) for s in cohort.subject.values]
+    state = pipeline.derived_state(path)
+    for names in pipeline.FAMILY_VARIABLES.values():
+        for name in names:
+            assert state[name]["subjects"] == subjects, name
+            assert name in cohort, name
+            assert cohort[name].dims[0] == "subject"
+            assert not bool(np.isnan(cohort[name].values).any()), name
+    assert cohort["zfc"].dims == ("subject", "seed", "x", "y", "z")
+    assert list(cohort["seed"].values) == list(StudyConfig().metrics.seeds)
+    assert cohort["malff"].data.chunks[0] == (1,) * len(subjects)
+    assert "mask_threshold" in cohort["malff"].attrs["params"]
+
+
+def test_maps_equal_direct_metric_calls(full_run):
+    """Independent path: preprocess and metrics called by hand on one subject."""
+    from brainarr import metrics
+    from brainarr.preprocess import clean, friston24, tissue_signals
+
+    path, _ = full_run
+    cohort = open_cohort(path)
+    i = 4
+    bold = cohort["bold"].isel(subject=i).load()
+    motion = cohort["confounds"].isel(subject=i).load()
+    mask = cohort["mask"].load()
+    tissue = tissue_signals(bold, wm=cohort["wm_mask"].load(), csf=cohort["csf_mask"].load())
+    conf = np.concatenate([friston24(motion).values, tissue.values], axis=1)
+    raw = clean(bold, conf, discard=4, detrend=1, filter=None, low=None, high=None, mask=mask)
+    a = metrics.alff(raw, (0.01, 0.08), mask=mask)
+    expected = metrics.normalize(a["alff"], mask, method="z")
+    np.testing.assert_allclose(cohort["zalff"].isel(subject=i).values, expected.values, rtol=1e-4, atol=1e-5)
+    filt = clean(bold, conf, discard=4, detrend=1, low=0.01, high=0.08, filter="ideal", mask=mask)
+    fc = metrics.seed_fc(filt, ["Postcentral_L"], mask=mask)["zfc"].squeeze(drop=True)
+    got = cohort["zfc"].isel(subject=i).sel(seed="Postcentral_L")
+    np.testing.assert_allclose(got.values, fc.transpose("x", "y", "z").values, rtol=1e-4, atol=1e-5)
+
+
+def test_mover_excluded_and_effect_recovered(full_run):
+    path, result = full_run
+    movers = open_cohort(path).attrs["movers"]
+    motion = result.tables["motion"]
+    assert motion.loc[motion["excluded"], "subject"].tolist() == list(movers)
+    # Table 1 counts only the included subjects
+    t1 = result.tables["table1"]
+    counts = t1.loc[[r for r in t1.index if str(r).startswith("sex")], ["patient", "control"]]
+    n = sum(int(str(v).split()[0]) for v in counts.values.ravel())
+    assert n == 11
+    table = result.tables["malff"]
+    hits = table[(table["region"] == "Postcentral_R") & (table["peak_t"] < 0)]
+    assert len(hits) >= 1
+    effects, _ = pipeline.recovery(result.tables, open_cohort(path).attrs["planted"])
+    row = effects[(effects.metric == "alff") & (effects.region == "Postcentral_R")]
+    assert bool(row["recovered"].iloc[0])
+
+
+def test_rerun_recomputes_nothing_and_changed_parameter_only_its_maps(store, tmp_path, monkeypatch):
+    cfg = _config(families=("alff", "reho"))
+    first = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
+    assert all(len(v) == 12 for v in first.computed.values())
+    calls = []
+    real = pipeline.subject_maps
+    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    again = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
+    assert calls == []
+    assert all(v == [] for v in again.computed.values())
+    before = open_cohort(store)["alff"].load()
+    changed = pipeline.run(_config(families=("alff", "reho"), reho_neighbourhood=7), store, progress=False)
+    assert {k for k, v in changed.computed.items() if v} == {"reho", "smreho"}
+    assert set(calls) == {("reho",)}
+    after = open_cohort(store)
+    xr.testing.assert_identical(before, after["alff"].load())
+    assert 'reho_neighbourhood": 7' in after["reho"].attrs["params"]
+
+
+def test_interruption_keeps_committed_maps_and_resume_matches(store, raw_store, tmp_path, monkeypatch):
+    reference = tmp_path / "ref.zarr"
+    shutil.copytree(raw_store, reference)
+    cfg = _config()
+    pipeline.run(cfg, reference, progress=False, output=tmp_path / "ref")
+
+    real_write = pipeline._write_row
+    count = {"n": 0}
+
+    def crashing(store_, so, name, index, subject, values):
+        count["n"] += 1
+        if count["n"] == 6 * 5 + 3:  # subject index 5, third of the six ALFF variables (malff)
+            # the row is written but the commit never happens
+            pipeline._open_group(store_, "r+", so)[name][index] = values
+            raise KeyboardInterrupt("simulated crash")
+        real_write(store_, so, name, index, subject, values)
+
+    monkeypatch.setattr(pipeline, "_write_row", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(cfg, store, progress=False, output=tmp_path / "crash")
+    state = pipeline.derived_state(store)
+    assert len(state["alff"]["subjects"]) == 6
+    assert len(state["malff"]["subjects"]) == 5
+    partial = open_cohort(store)
+    assert np.isnan(partial["malff"].isel(subject=5).values).all()  # written, not committed: hidden
+    assert not np.isnan(partial["alff"].isel(subject=5).values).any()
+    committed = partial["alff"].isel(subject=slice(0, 5)).load()
+    monkeypatch.setattr(pipeline, "_write_row", real_write)
+    resumed = pipeline.run(cfg, store, progress=False, output=tmp_path / "crash")
+    assert resumed.computed["alff"] == [str(s) for s in partial.subject.values[6:]]
+    assert resumed.computed["malff"] == [str(s) for s in partial.subject.values[5:]]
+    final = open_cohort(store)
+    xr.testing.assert_identical(final["alff"].isel(subject=slice(0, 5)).load(), committed)
+    expected = open_cohort(reference)
+    for name in pipeline.FAMILY_VARIABLES["alff"]:
+        xr.testing.assert_allclose(final[name].load(), expected[name].load(), rtol=1e-6, atol=1e-7)
+
+
+def test_report_rebuilds_from_stored_maps(full_run, tmp_path, monkeypatch):
+    path, _ = full_run
+    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: pytest.fail("recomputed a subject map"))
+    result = pipeline.report(path, config=_config(), output=tmp_path / "r")
+    assert result.report.exists()
+    assert set(result.tables) == {"table1", "motion", "malff", "zalff"}
+    reference = full_run[1].tables["malff"]
+    assert result.tables["malff"].equals(reference)
+
+
+def test_report_needs_stored_maps(store, tmp_path):
+    with pytest.raises(ValueError, match="no derived maps"):
+        pipeline.report(store, config=_config(), output=tmp_path / "r")
+
+
+def test_config_path_keeps_movers_and_bad_store(store, tmp_path):
+    toml = tmp_path / "study.toml"
+    toml.write_text(
+        '[metrics]\nfamilies = ["alff"]\n[preprocess]\ndiscard = 4\n[output]\nfigures = false\n'
+        "[group]\nexclude_movers = false\n[group.permutation]\nenabled = true\nn_perm = 20\n"
+        'stat = "cluster_size"\n'
+    )
+    result = pipeline.run(toml, store, progress=False, output=tmp_path / "o")
+    assert "zalff" in result.tables
+    t1 = result.tables["table1"]
+    counts = t1.loc[[r for r in t1.index if str(r).startswith("sex")], ["patient", "control"]]
+    assert sum(int(str(v).split()[0]) for v in counts.values.ravel()) == 12
+    perm = result.tables["permutation"]
+    assert perm["map"].tolist() == ["malff", "zalff"]
+    assert (perm["min p_fwe"] >= 1 / 20).all()
+    assert nib.load(result.paths["malff_perm_p_fwe"]).shape == SHAPE
+    assert "Permutation inference" in result.report.read_text()
+    from brainarr.exceptions import StoreError
+
+    with pytest.raises(StoreError, match="no cohort store"):
+        pipeline.run(toml, tmp_path / "missing.zarr", progress=False, output=tmp_path / "o")
+
+
+def test_distributed_client_gives_the_same_maps(full_run, store, tmp_path):
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        result = pipeline.run(_config(), store, client=client, progress=False, output=tmp_path / "d")
+    assert len(result.computed["malff"]) == 12
+    expected = open_cohort(full_run[0])
+    got = open_cohort(store)
+    for name in pipeline.FAMILY_VARIABLES["alff"]:
+        xr.testing.assert_allclose(got[name].load(), expected[name].load(), rtol=1e-6, atol=1e-7)
+
+
+def test_subjects_appended_later_are_the_only_ones_computed(tmp_path):
+    store = str(tmp_path / "growing.zarr")
+    sim = simulate_cohort(4, 4, voxel_size=6.0, n_volumes=40, seed=5, shape=(12, 14, 12))
+    io.ingest(sim.isel(subject=slice(0, 6)), store)
+    pipeline.run(_config(), store, progress=False, output=tmp_path / "o")
+    first = open_cohort(store)["zalff"].load()
+    io.ingest(sim, store)  # two more subjects
+    grown = open_cohort(store)
+    assert grown.sizes["subject"] == 8
+    assert "zalff" not in grown or bool(grown["zalff"].isel(subject=slice(6, 8)).isnull().all())
+    result = pipeline.run(_config(), store, progress=False, output=tmp_path / "o")
+    assert result.computed["zalff"] == ["sub-007", "sub-008"]
+    final = open_cohort(store)["zalff"].load()
+    xr.testing.assert_identical(final.isel(subject=slice(0, 6)), first)
+    assert not bool(final.isnull().any())
