@@ -335,6 +335,8 @@ class CohortWriter:
 
         state["version"] = __version__
         ds.attrs = {_ATTR: state}
+        # text coordinates as variable-length strings, the string type Zarr v3 specifies
+        ds = _strings_as_objects(ds)
         try:
             if fresh:
                 for name, var in (static or {}).items():

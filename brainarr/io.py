@@ -771,9 +771,6 @@ def _ingest_dataset(
     for i, subject in enumerate(ids):
         ds = per_subject.isel({SUBJECT: slice(i, i + 1)})
         ds = ds.assign_coords({SUBJECT: np.array([subject], dtype=object)})
-        for name, coord in ds.coords.items():
-            if coord.dims == (SUBJECT,) and coord.dtype.kind in ("U", "T", "O"):
-                ds = ds.assign_coords({name: (SUBJECT, np.array([str(v) for v in coord.values], dtype=object))})
         ds["bold"].attrs.setdefault("source", cohort.attrs.get("source", ""))
         ds.attrs = {
             "tr": cohort["bold"].attrs.get("tr", cohort.attrs.get("tr")),
@@ -862,14 +859,7 @@ def _as_confounds(value: Any, subject: str, bold: xr.DataArray, columns: Sequenc
         )
     if not np.all(np.isfinite(np.asarray(arr.values, float))):
         raise ValueError(f"subject {subject!r}: confounds contain NaN or Inf values")
-    arr = arr.astype(np.float32).assign_coords({TIME: bold[TIME].values})
-    # text coordinates (names, units) as variable-length strings, which Zarr v3 specifies
-    text = {
-        name: (coord.dims, np.array([str(v) for v in coord.values], dtype=object))
-        for name, coord in arr.coords.items()
-        if coord.dtype.kind in ("U", "T", "O")
-    }
-    return arr.assign_coords(text)
+    return arr.astype(np.float32).assign_coords({TIME: bold[TIME].values})
 
 
 def _subject_dataset(
