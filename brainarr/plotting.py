@@ -5,7 +5,7 @@ maps (increases in red/yellow, decreases in blue, with a colour bar and the slic
 MNI mm), and seed functional-connectivity results as nodes on a glass brain seen from the left,
 the top and the right (seed dark blue, decreases light blue, increases orange).
 
-Plotting needs matplotlib (the ``plot`` extra: ``pip install brainarr[plot]``); drawing is
+matplotlib is imported only when a figure is drawn, so ``import brainarr`` stays fast; drawing is
 done by :mod:`nilearn.plotting` on :class:`matplotlib.figure.Figure` objects that are not
 registered with ``pyplot``, so no global figure state is touched and nothing needs closing.
 Every function returns the :class:`~matplotlib.figure.Figure`; ``path=`` also saves it
@@ -55,7 +55,7 @@ DECREASE_COLOR = "#87cefa"  # light (sky) blue
 INCREASE_COLOR = "#ff8c00"  # (dark) orange
 
 _GLASS_MODES = {"x", "y", "z", "l", "r", "xz", "yz", "yx", "xy", "lr", "lzr", "lyr", "lzry", "lyrz"}
-_INSTALL_HINT = "brainarr plotting needs matplotlib: pip install brainarr[plot]"
+_INSTALL_HINT = "brainarr plotting needs matplotlib (a dependency of brainarr): pip install matplotlib"
 
 
 # --------------------------------------------------------------------------- helpers

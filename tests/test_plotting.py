@@ -283,7 +283,7 @@ class TestMontage:
 
     def test_missing_matplotlib_hint(self, monkeypatch):
         monkeypatch.setitem(sys.modules, "matplotlib", None)
-        with pytest.raises(ImportError, match=r"pip install brainarr\[plot\]"):
+        with pytest.raises(ImportError, match=r"needs matplotlib.*pip install matplotlib"):
             plotting.montage(_t_map())
 
 
