@@ -39,6 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from brainarr._core.dims import SEED, SPATIAL, SUBJECT
+from brainarr.cohort import _open_group
 from brainarr.config import StudyConfig
 
 __all__ = ["FAMILY_VARIABLES", "GROUP_VARIANTS", "StudyResult", "derived_state", "recovery", "report", "run"]
@@ -135,19 +136,23 @@ def params_hash(params: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- store helpers
 
 
-def _open_group(store: str, mode: str, storage_options: Mapping[str, Any] | None):
-    import zarr
-
-    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
-    if storage_options:
-        kwargs["storage_options"] = dict(storage_options)
-    return zarr.open_group(store, **kwargs)
-
-
 def derived_state(store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The commit records of the derived maps of a store: ``{name: {"params", "subjects"}}``."""
     group = _open_group(str(store), "r", storage_options)
     return dict(dict(group.attrs.get(_ATTR, {})).get("derived", {}))
+
+
+def _record_config(store: str, config: StudyConfig, storage_options: Mapping[str, Any] | None) -> None:
+    """Keep the config of the last run in the store, so that :func:`report` shows what was run."""
+    group = _open_group(store, "r+", storage_options)
+    state = dict(group.attrs[_ATTR])
+    state["config"] = config.to_dict()
+    group.attrs[_ATTR] = state
+
+
+def _stored_config(store: str, storage_options: Mapping[str, Any] | None) -> StudyConfig | None:
+    state = dict(_open_group(store, "r", storage_options).attrs.get(_ATTR, {}))
+    return StudyConfig.from_dict(state["config"]) if "config" in state else None
 
 
 def _set_derived(group, name: str, record: dict[str, Any] | None) -> None:
@@ -593,6 +598,7 @@ def run(
         masks = analysis_masks(cohort, config)
         with _Timer(result, "subjects"):
             _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result)
+        _record_config(store, config, storage_options)
         cohort = open_cohort(store, storage_options=storage_options)
         cohort = cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars})
         with _Timer(result, "group"):
@@ -762,7 +768,8 @@ def report(
     store : str or path-like
         A cohort store processed by :func:`run`.
     config : StudyConfig, path or None
-        Group settings; default the study's defaults.
+        Group settings; default the config of the last :func:`run` on this store (recorded in
+        the store), else the study's defaults.
     output : str or path-like, optional
         Output folder (default as :func:`run`).
     storage_options : mapping, optional
@@ -774,8 +781,10 @@ def report(
     """
     from brainarr.cohort import open_cohort
 
-    config = _as_config(config)
     store = str(store)
+    if config is None:
+        config = _stored_config(store, storage_options)
+    config = _as_config(config)
     out_dir = Path(output) if output is not None else _default_output(store, config)
     for sub in ("", "tables", "maps", "figures"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -816,8 +825,13 @@ def _covers(row: pd.Series, region: str) -> bool:
     return region in covered
 
 
-def recovery(tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def recovery(
+    tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]], *, implied: bool = False
+) -> tuple[pd.DataFrame, ...]:
     """Compare cluster tables with the effects planted in a simulated cohort.
+
+    Every surviving cluster (main peaks) is either a recovered planted effect, a documented
+    consequence of one (*implied*), or a false cluster.
 
     Parameters
     ----------
@@ -825,31 +839,55 @@ def recovery(tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]
         Cluster tables by group variant (:attr:`StudyResult.tables`).
     planted : list of dict
         ``attrs["planted"]`` of :func:`brainarr.datasets.simulate_cohort` (``region``,
-        ``metric``, ``seed``, ``direction``).
+        ``metric``, ``seed``, ``direction`` and, optionally, ``implied``: the group differences
+        of other regions, metrics or FC seeds that the effect necessarily causes, each a dict
+        with ``region``, ``metric``, ``seed``, ``direction``).
+    implied : bool, default False
+        Also return the implied clusters (as a middle element).
 
     Returns
     -------
     effects : pandas.DataFrame
         One row per planted effect: ``metric``, ``seed``, ``region``, ``direction``,
         ``recovered`` (a surviving cluster of the planted sign whose peak is in the region or
-        that covers it, in at least one variant of the metric) and ``variants`` (those where it
-        was recovered).
+        that covers it, in at least one variant of the metric), ``variants`` (those where it
+        was recovered) and ``implied`` (the number of clusters explained as its consequences,
+        each cluster counted for the first planted effect that implies it).
+    implied_clusters : pandas.DataFrame
+        Only with ``implied=True``: the clusters that match no planted effect of their map but
+        match a consequence listed in ``implied`` (same map, sign and region): ``variant``,
+        ``region``, ``size``, ``peak_t``, ``x``, ``y``, ``z`` and ``implied_by`` (the planted
+        effects that imply it).
     false_clusters : pandas.DataFrame
-        Surviving clusters that match no planted effect of their map (sign and region):
+        Surviving clusters that match neither a planted effect nor one of its consequences:
         ``variant``, ``region``, ``size``, ``peak_t``, ``x``, ``y``, ``z`` and ``related``: the
         planted effects of other metrics (or FC seeds) with the same sign in the cluster's
-        regions, which may explain it (e.g. an ALFF increase raising ReHo), "" if none.
+        regions, "" if none.
+
+    Notes
+    -----
+    A cluster of map :math:`m` (a group variant of a metric, or the FC map of one seed) with
+    peak sign :math:`s` matches an effect or consequence ``(region, metric, seed, direction)``
+    when :math:`m` is a variant of ``metric`` (of ``seed`` for FC), :math:`s` is the sign of
+    ``direction`` and the cluster's peak lies in ``region`` or the cluster covers part of it.
     """
+
+    def sign_of(effect: Mapping[str, Any]) -> float:
+        return 1.0 if effect["direction"] == "increase" else -1.0
+
+    def label(effect: Mapping[str, Any]) -> str:
+        seed = f" ({effect['seed']})" if effect.get("seed") else ""
+        return f"{effect['metric']}{seed} {effect['region']} {effect['direction']}"
+
     rows = []
     for p in planted:
-        sign = 1.0 if p["direction"] == "increase" else -1.0
         found = []
         for variant in _variants_of(p):
             table = tables.get(variant)
             if table is None or table.empty:
                 continue
             main = table[table.get("peak_kind", "main") == "main"] if "peak_kind" in table else table
-            if any(np.sign(r["peak_t"]) == sign and _covers(r, p["region"]) for _, r in main.iterrows()):
+            if any(np.sign(r["peak_t"]) == sign_of(p) and _covers(r, p["region"]) for _, r in main.iterrows()):
                 found.append(variant)
         rows.append(
             {
@@ -859,9 +897,10 @@ def recovery(tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]
                 "direction": p["direction"],
                 "recovered": bool(found),
                 "variants": ", ".join(found),
+                "implied": 0,
             }
         )
-    false_rows = []
+    implied_rows, false_rows = [], []
     for variant, table in tables.items():
         if variant in ("table1", "motion", "permutation") or table.empty or "peak_t" not in table:
             continue
@@ -870,26 +909,38 @@ def recovery(tables: Mapping[str, pd.DataFrame], planted: list[Mapping[str, Any]
             if r.get("peak_kind", "main") != "main":
                 continue
             sign = np.sign(r["peak_t"])
-            ok = any(
-                sign == (1.0 if p["direction"] == "increase" else -1.0) and _covers(r, p["region"]) for p in expected
-            )
-            if not ok:
-                related = [
-                    p["metric"] + (f" ({p['seed']})" if p.get("seed") else "")
-                    for p in planted
-                    if sign == (1.0 if p["direction"] == "increase" else -1.0) and _covers(r, p["region"])
-                ]
-                false_rows.append(
-                    {
-                        "variant": variant,
-                        "region": r["region"] if isinstance(r["region"], str) else "unlabelled",
-                        "size": int(r["size"]),
-                        "peak_t": float(r["peak_t"]),
-                        "x": r["x"],
-                        "y": r["y"],
-                        "z": r["z"],
-                        "related": ", ".join(dict.fromkeys(related)),
-                    }
+            if any(sign == sign_of(p) and _covers(r, p["region"]) for p in expected):
+                continue
+            cluster = {
+                "variant": variant,
+                "region": r["region"] if isinstance(r["region"], str) else "unlabelled",
+                "size": int(r["size"]),
+                "peak_t": float(r["peak_t"]),
+                "x": r["x"],
+                "y": r["y"],
+                "z": r["z"],
+            }
+            causes = [
+                i
+                for i, p in enumerate(planted)
+                if any(
+                    variant in _variants_of(q) and sign == sign_of(q) and _covers(r, q["region"])
+                    for q in p.get("implied", ())
                 )
-    columns = ["variant", "region", "size", "peak_t", "x", "y", "z", "related"]
-    return pd.DataFrame(rows), pd.DataFrame(false_rows, columns=columns)
+            ]
+            if causes:
+                rows[causes[0]]["implied"] += 1
+                implied_rows.append({**cluster, "implied_by": "; ".join(label(planted[i]) for i in causes)})
+                continue
+            related = [
+                p["metric"] + (f" ({p['seed']})" if p.get("seed") else "")
+                for p in planted
+                if sign == sign_of(p) and _covers(r, p["region"])
+            ]
+            false_rows.append({**cluster, "related": ", ".join(dict.fromkeys(related))})
+    columns = ["variant", "region", "size", "peak_t", "x", "y", "z"]
+    effects = pd.DataFrame(rows, columns=["metric", "seed", "region", "direction", "recovered", "variants", "implied"])
+    false_clusters = pd.DataFrame(false_rows, columns=[*columns, "related"])
+    if implied:
+        return effects, pd.DataFrame(implied_rows, columns=[*columns, "implied_by"]), false_clusters
+    return effects, false_clusters

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -203,6 +205,18 @@ def test_report_rebuilds_from_stored_maps(full_run, tmp_path, monkeypatch):
     assert result.tables["malff"].equals(reference)
 
 
+def test_report_defaults_to_the_config_of_the_last_run(full_run, tmp_path, monkeypatch):
+    path, _ = full_run
+    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: pytest.fail("recomputed a subject map"))
+    result = pipeline.report(path, output=tmp_path / "r")
+    assert result.tables["malff"].equals(full_run[1].tables["malff"])
+    assert pipeline._stored_config(str(path), None).preprocess == _config().preprocess
+    html = result.report.read_text()
+    discard = _config().preprocess.discard
+    assert re.search(rf"preprocess\.discard(</code>)?</td><td[^>]*>{discard}</td>", html)
+    assert discard != StudyConfig().preprocess.discard  # the stored config, not the defaults
+
+
 def test_report_needs_stored_maps(store, tmp_path):
     with pytest.raises(ValueError, match="no derived maps"):
         pipeline.report(store, config=_config(), output=tmp_path / "r")
@@ -258,3 +272,67 @@ def test_subjects_appended_later_are_the_only_ones_computed(tmp_path):
     final = open_cohort(store)["zalff"].load()
     xr.testing.assert_identical(final.isel(subject=slice(0, 6)), first)
     assert not bool(final.isnull().any())
+
+
+def _clusters(*rows):
+    columns = ["region", "size", "peak_t", "x", "y", "z", "regions", "peak_kind"]
+    return pd.DataFrame([dict(zip(columns, r, strict=True)) for r in rows], columns=columns)
+
+
+def test_recovery_separates_recovered_implied_and_false():
+    planted = [
+        {
+            "region": "Cerebelum_Crus1_L",
+            "metric": "dc",
+            "seed": None,
+            "direction": "increase",
+            "implied": [
+                {"region": "Supp_Motor_Area_R", "metric": "dc", "seed": None, "direction": "increase"},
+                {"region": "Cerebelum_Crus1_L", "metric": "fc", "seed": "Precentral_R", "direction": "increase"},
+            ],
+        },
+        {"region": "Precentral_L", "metric": "dc", "seed": None, "direction": "decrease"},  # no implied list
+    ]
+    tables = {
+        "dc_binary_sm": _clusters(
+            ("Cerebelum_Crus1_L", 30, 4.0, -48, -78, -30, "Cerebelum_Crus1_L (30)", "main"),  # recovered
+            ("Supp_Motor_Area_R", 20, 3.1, 6, 0, 48, "Supp_Motor_Area_R (20)", "main"),  # implied
+            ("Supp_Motor_Area_L", 9, 3.0, -6, 0, 48, "Supp_Motor_Area_L (5); Supp_Motor_Area_R (4)", "main"),  # covers
+            ("Supp_Motor_Area_R", 20, 3.0, 6, 6, 48, "Supp_Motor_Area_R (20)", "sub"),  # not a main peak
+            ("Supp_Motor_Area_R", 12, -3.2, 6, 0, 60, "Supp_Motor_Area_R (12)", "main"),  # wrong sign: false
+            ("Precentral_L", 25, -3.5, -42, -24, 66, "Precentral_L (25)", "main"),  # recovered
+        ),
+        "dc_weighted_sm": _clusters(),
+        "zfc_Precentral_R": _clusters(
+            ("Cerebelum_Crus1_L", 40, 5.0, -48, -54, -30, "Cerebelum_Crus1_L (40)", "main"),  # implied
+            ("Cerebelum_9_R", 15, -4.0, 12, -48, -54, "Cerebelum_9_R (15)", "main"),  # false
+        ),
+        "zfc_Postcentral_L": _clusters(
+            ("Supp_Motor_Area_R", 10, 3.3, 6, 0, 48, "Supp_Motor_Area_R (10)", "main"),  # DC consequence only: false
+        ),
+        "motion": pd.DataFrame({"subject": ["sub-001"]}),
+    }
+    effects, implied, false = pipeline.recovery(tables, planted, implied=True)
+    assert effects["recovered"].tolist() == [True, True]
+    assert effects["variants"].tolist() == ["dc_binary_sm", "dc_binary_sm"]
+    assert effects["implied"].tolist() == [3, 0]
+    assert sorted(zip(implied["variant"], implied["region"], implied["size"], strict=True)) == [
+        ("dc_binary_sm", "Supp_Motor_Area_L", 9),
+        ("dc_binary_sm", "Supp_Motor_Area_R", 20),
+        ("zfc_Precentral_R", "Cerebelum_Crus1_L", 40),
+    ]
+    assert set(implied["implied_by"]) == {"dc Cerebelum_Crus1_L increase"}
+    assert sorted(zip(false["variant"], false["region"], false["peak_t"], strict=True)) == [
+        ("dc_binary_sm", "Supp_Motor_Area_R", -3.2),
+        ("zfc_Postcentral_L", "Supp_Motor_Area_R", 3.3),
+        ("zfc_Precentral_R", "Cerebelum_9_R", -4.0),
+    ]
+    # the legacy two-value form returns the same false clusters
+    effects2, false2 = pipeline.recovery(tables, planted)
+    pd.testing.assert_frame_equal(false2, false)
+    pd.testing.assert_frame_equal(effects2, effects)
+    # without implied lists, the consequences are false clusters
+    bare = [{k: v for k, v in p.items() if k != "implied"} for p in planted]
+    _, false3 = pipeline.recovery(tables, bare)
+    assert len(false3) == 6
+    assert (false3["related"] == "").sum() == 5  # the Crus1_L FC cluster lies in a planted DC region
