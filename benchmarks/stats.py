@@ -1,12 +1,18 @@
 """Benchmark the group statistics at the study's size (63 subjects, 61 x 73 x 61 grid, 3 mm).
 
-Run: ``python benchmarks/stats.py [n_perm]``. Prints wall time and peak resident memory per step.
+Run: ``python benchmarks/stats.py [n_perm] [--tfce N] [--workers 1 2]``. Prints wall time and
+peak resident memory per step: the GLM and GRF steps, the voxel and cluster-mass permutation
+tests, the TFCE permutation test with labelling at every height and with the incremental graph
+method (per permutation), and, with ``--workers``, the TFCE test on a
+``distributed.LocalCluster`` of that many single-threaded worker processes.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
 import resource
-import sys
 import time
 
 import dask
@@ -29,7 +35,7 @@ def step(name, fn):
     return out
 
 
-def main(n_perm: int = 200) -> None:
+def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
     grid = ba.datasets.study_grid()
     gm = ba.datasets.gm_mask(like=grid)
     rng = np.random.default_rng(0)
@@ -58,21 +64,52 @@ def main(n_perm: int = 200) -> None:
     )
     gm_np = gm.compute()
     print(f"maps {maps.shape}, mask voxels {int(gm_np.sum())}, threads {dask.system.CPU_COUNT}")
+    maps = step("simulate the 63 maps (not part of the analysis)", lambda: maps.persist())
+    t_glm = time.perf_counter()
     res = step("ttest2 (graph)", lambda: bs.ttest2(maps, groups=("patient", "control"), mask=gm_np))
     res = step("ttest2 (compute t, p, beta, residuals)", lambda: res.persist())
     sm = step("smoothness", lambda: bs.smoothness(res["residuals"], gm_np).compute())
     print("  FWHM mm", np.round(sm.fwhm.values, 2), "dLh", float(sm.dlh))
-    g = step("grf (voxel p 0.01, cluster p 0.05)", lambda: bs.grf(res, mask=gm_np, cluster_p=0.05))
+    g = step("grf (voxel p 0.01, cluster p 0.05)", lambda: bs.grf(res, mask=gm_np, cluster_p=0.05).compute())
     print("  k =", g.attrs["cluster_size"], "clusters", g.sizes["cluster_id"])
     step("cluster_table", lambda: bs.cluster_table(g))
-    mem = maps.persist()
-    n_tfce = max(2, n_perm // 10)
-    for stat, k in (("voxel", n_perm), ("cluster_mass", n_perm), ("tfce", n_tfce)):
+    print(f"{'GLM + GRF + cluster table, total':<40s} {time.perf_counter() - t_glm:8.2f} s", flush=True)
+    mem = maps
+    for stat in ("voxel", "cluster_mass"):
         step(
-            f"permutation {stat}, {k} perms",
-            lambda stat=stat, k=k: bs.permutation(mem, mask=gm_np, n_perm=k, stat=stat).compute(),
+            f"permutation {stat}, {n_perm} perms",
+            lambda stat=stat: bs.permutation(mem, mask=gm_np, n_perm=n_perm, stat=stat).compute(),
         )
+    module = importlib.import_module("brainarr.stats.permutation")
+    default_min = module._GRAPH_MIN_VOXELS
+    runs = (("labelling every height", 10**12, max(2, n_tfce // 10)), ("incremental graph", default_min, n_tfce))
+    for label, min_voxels, k in runs:
+        module._GRAPH_MIN_VOXELS = min_voxels
+        t0 = time.perf_counter()
+        step(f"permutation tfce, {k} perms, {label}", lambda k=k: tfce_run(mem, gm_np, k))
+        print(f"  {(time.perf_counter() - t0) / k:.3f} s per permutation", flush=True)
+    module._GRAPH_MIN_VOXELS = default_min
+    for n_workers in workers:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
+            tfce_run(mem, gm_np, 2 * n_workers)  # warm up the workers
+            t0 = time.perf_counter()
+            step(f"permutation tfce, {n_tfce} perms, {n_workers} worker(s)", lambda: tfce_run(mem, gm_np, n_tfce))
+            per = (time.perf_counter() - t0) / n_tfce
+            print(f"  {per:.3f} s per permutation; 5000 permutations ~ {5000 * per / 60:.1f} min", flush=True)
+    print("load average", os.getloadavg())
+
+
+def tfce_run(maps, mask, n_perm):
+    return bs.permutation(maps, mask=mask, n_perm=n_perm, stat="tfce").compute()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("n_perm", nargs="?", type=int, default=200, help="voxel and cluster-mass permutations")
+    parser.add_argument("--tfce", type=int, default=200, help="TFCE permutations (graph method)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[], help="LocalCluster sizes to time")
+    args = parser.parse_args()
+    print("load average", os.getloadavg())
+    main(args.n_perm, n_tfce=args.tfce, workers=args.workers)

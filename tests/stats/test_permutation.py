@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections import deque
 
@@ -57,8 +58,16 @@ def null_cohort(rng, maps_factory):
     return maps_factory(vals, seed=4)
 
 
+@pytest.fixture(params=["graph", "direct"])
+def tfce_method(request, monkeypatch):
+    """Run a TFCE test with the incremental graph method and with labelling at every height."""
+    module = importlib.import_module("brainarr.stats.permutation")
+    monkeypatch.setattr(module, "_GRAPH_MIN_VOXELS", 0 if request.param == "graph" else 10**9)
+    return request.param
+
+
 class TestTfce:
-    def test_against_flood_fill(self, rng):
+    def test_against_flood_fill(self, rng, tfce_method):
         img = ndimage.gaussian_filter(rng.standard_normal((7, 6, 5)), 1.0) * 8
         img[0, 0, 0] = 2.05  # isolated tie with its neighbour heights
         ours = bs.tfce(img, two_sided=False)
@@ -66,7 +75,30 @@ class TestTfce:
         both = bs.tfce(img)
         np.testing.assert_allclose(both, _tfce_loop(img) - _tfce_loop(-img), rtol=1e-12, atol=1e-12)
 
-    def test_known_image(self):
+    @pytest.mark.parametrize("connectivity", [6, 18, 26])
+    def test_against_label_per_height(self, rng, connectivity, tfce_method):
+        """Plateaus at exact heights, ties, an empty border and merging clusters, any connectivity."""
+        img = ndimage.gaussian_filter(rng.standard_normal((13, 11, 9)), 1.2) * 9
+        img[np.abs(img - 0.6) < 0.15] = 0.6  # plateaus exactly at a height
+        img[np.abs(img + 0.3) < 0.1] = -0.3
+        img[:, :, 0] = 0.0
+        img[4, 4, 4] = img.max() + 0.35  # a single peak above a plateau
+        structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+
+        def direct(a, dh=0.1):
+            out = np.zeros(a.shape)
+            k = 1
+            while k * dh <= a.max() + 1e-12:
+                lab, _ = ndimage.label(a >= k * dh - 1e-9 * dh, structure=structure)
+                size = np.bincount(lab.ravel())
+                out += np.where(lab > 0, size[lab] ** 0.5 * (k * dh) ** 2 * dh, 0.0)
+                k += 1
+            return out
+
+        ours = bs.tfce(img, connectivity=connectivity)
+        np.testing.assert_allclose(ours, direct(img) - direct(-img), rtol=1e-12, atol=1e-12)
+
+    def test_known_image(self, tfce_method):
         img = np.zeros((5, 5, 5))
         img[1:3, 1:3, 1] = 0.3  # 4 voxels, heights 0.1, 0.2, 0.3
         expected = sum(4**0.5 * h**2 * 0.1 for h in (0.1, 0.2, 0.3))
