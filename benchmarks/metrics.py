@@ -1,17 +1,23 @@
 """Time and peak memory of the subject-level metrics on one full-size subject.
 
 One subject on the study grid (61 x 73 x 61 voxels, 230 volumes, float32, ~250 MiB) with
-the 3 mm grey-matter mask (MNI152 GM probability > 0.2). Each metric runs in its own
-process. Memory: the peak of the allocations traced by ``tracemalloc`` while the result is
-computed (numpy buffers included; the input itself is not counted) and the process's
-peak resident set size (which includes building the synthetic input). For degree centrality the
-achieved GFLOP/s (2 N^2 T flops) is compared with a plain numpy float32 GEMM of the same
-shape measured in the same run.
+the 3 mm grey-matter mask (MNI152 GM probability > 0.2, N = 53,585 voxels). Degree
+centrality also runs on the 67,541 voxels of highest GM probability (the size of DPABI's own
+3 mm grey-matter mask). Each metric runs in its own process. Memory: the peak of the
+allocations traced by ``tracemalloc`` while the result is computed (numpy buffers included;
+the input itself is not counted) and the process's peak resident set size (which includes
+building the synthetic input).
+
+For degree centrality the achieved GFLOP/s (counting the full ``2 N^2 T`` flops of the
+correlation matrix, although only its upper triangle is computed) is compared with a plain
+numpy float32 product of the same shape measured in the same process, and one row block in
+eight is re-run serially with single-threaded BLAS to split a task's time into the tile
+products, the threshold-and-reduce passes and the rest.
 
 Usage::
 
-    python benchmarks/metrics.py            # all metrics
-    python benchmarks/metrics.py reho dc    # a subset
+    python benchmarks/metrics.py            # all metrics, Markdown table at the end
+    python benchmarks/metrics.py reho dc    # a subset (dc = dc at N = 53,585 and 67,541)
 """
 
 from __future__ import annotations
@@ -26,21 +32,37 @@ import tracemalloc
 import numpy as np
 
 SHAPE = (61, 73, 61, 230)
-METRICS = ("alff", "reho", "seed_fc", "dc", "gemm")
+METRICS = ("alff", "reho", "seed_fc", "dc", "dc_dpabi")
+N_DPABI = 67_541
+#: RESTplus/DPABI under Octave on the same machine class, from the issue (s, peak memory).
+REFERENCE = {
+    "alff": ("ALFF/fALFF", 5.9),
+    "reho": ("ReHo (27 neighbours)", 22.0),
+    "seed_fc": ("seed FC, 4 seeds", None),
+    "dc": ("degree centrality, r > 0.25", None),
+    "dc_dpabi": ("degree centrality, r > 0.25", 160.0),
+}
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _make_subject():
+def _make_subject(n_voxels: int | None = None):
     import scipy.ndimage
 
     import brainarr as ba
     from brainarr.testing import make_bold
 
     grid = ba.datasets.study_grid()
-    mask = ba.datasets.gm_mask(like=grid)
+    if n_voxels is None:
+        mask = ba.datasets.gm_mask(like=grid)
+    else:  # the n_voxels voxels of highest grey-matter probability
+        prob = ba.datasets.tissue_probability(like=grid, tissue="gm")
+        flat = prob.values.ravel()
+        keep = np.zeros(flat.size, bool)
+        keep[np.argsort(flat, kind="stable")[::-1][:n_voxels]] = True
+        mask = prob.copy(data=keep.reshape(prob.shape))
     rng = np.random.default_rng(0)
     values = rng.standard_normal(SHAPE, dtype=np.float32)
     # spatially smooth a slow common signal in so that correlations are realistic (some above 0.25)
@@ -52,52 +74,116 @@ def _make_subject():
     return bold, mask
 
 
+def _dc_parts(z: np.ndarray, block: int, *, every: int = 8) -> dict:
+    """Serial, single-threaded timing of one row block in ``every``: tile GEMM vs the rest."""
+    import itertools
+
+    from brainarr._core.blas import single_threaded_blas
+    from brainarr.metrics._kernels import DEGREE_TILE, _reduce_tile
+
+    n_all = z.shape[0]
+    t_gemm = t_reduce = t_total = 0.0
+    starts = list(range(0, n_all, block))[::every]
+    with single_threaded_blas():
+        for start in starts:
+            t_task = time.perf_counter()
+            rows = z[start : start + block]
+            n = rows.shape[0]
+            stop = start + n
+            buf = np.empty((2, n, DEGREE_TILE), np.float32)
+            ones_c = np.ones(DEGREE_TILE, np.float32)
+            ones_r = np.ones(n, np.float32)
+            out = np.zeros((n_all, 2))
+            edges = sorted({*range(start, stop, DEGREE_TILE), *range(stop, n_all, DEGREE_TILE), n_all})
+            for c0, c1 in itertools.pairwise(edges):
+                b = buf[:, :, : c1 - c0]
+                t0 = time.perf_counter()
+                np.matmul(rows, z[c0:c1].T, out=b[0])
+                t1 = time.perf_counter()
+                _reduce_tile(b[0], b[1], 0.25, False)
+                np.matmul(b, ones_c[: c1 - c0])
+                if c0 >= stop:
+                    out[c0:c1] += np.matmul(ones_r, b).T
+                t_gemm += t1 - t0
+                t_reduce += time.perf_counter() - t1
+            t_total += time.perf_counter() - t_task
+    return {
+        "parts_sampled_blocks": len(starts),
+        "parts_gemm_s": t_gemm,
+        "parts_threshold_reduce_s": t_reduce,
+        "parts_other_s": t_total - t_gemm - t_reduce,
+    }
+
+
+def _gemm(z: np.ndarray, block: int) -> float:
+    """Seconds of a plain float32 product z z^T (N x T x N) in row blocks, BLAS default threads."""
+    t0 = time.perf_counter()
+    for start in range(0, z.shape[0], block):
+        _ = z[start : start + block] @ z.T
+    return time.perf_counter() - t0
+
+
 def run_one(name: str) -> dict:
     """Run one metric in this process; return timings and memory."""
 
     import brainarr.metrics as bm
 
-    bold, mask = _make_subject()
+    bold, mask = _make_subject(N_DPABI if name == "dc_dpabi" else None)
     n_vox = int(mask.values.sum())
     base = _rss_mib()
     result: dict = {"metric": name, "n_mask_voxels": n_vox, "chunks": str(bold.chunksizes)}
-    if name == "gemm":
+    t0 = time.perf_counter()
+    if name == "alff":
+        out = bm.alff(bold, mask=mask)
+    elif name == "reho":
+        out = bm.reho(bold, mask)
+    elif name == "seed_fc":
+        out = bm.seed_fc(bold, ["Precentral_L", "Precentral_R", "Postcentral_L", "Postcentral_R"], mask=mask)
+    elif name in ("dc", "dc_dpabi"):
+        out = bm.degree_centrality(bold, mask, threshold=0.25)
+    else:
+        raise ValueError(name)
+    build = time.perf_counter() - t0
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    computed = out.compute()
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    result.update(graph_seconds=build, seconds=elapsed, peak_alloc_during_compute_mib=peak)
+    result["peak_rss_mib"] = _rss_mib()
+    if name in ("dc", "dc_dpabi"):
         from brainarr.metrics._kernels import zscore_rows
 
+        flops = 2 * n_vox**2 * SHAPE[3]
+        result["gflops"] = flops / elapsed / 1e9
+        result["mean_dc_binary"] = float(computed.dc_binary.values[mask.values].mean())
         z = zscore_rows(bold.values[mask.values])
         block = bm.default_block_size(n_vox)
-        t0 = time.perf_counter()
-        for start in range(0, n_vox, block):
-            _ = z[start : start + block] @ z.T
-        elapsed = time.perf_counter() - t0
-        result.update(seconds=elapsed, gflops=2 * n_vox**2 * SHAPE[3] / elapsed / 1e9, block=block)
-    else:
-        t0 = time.perf_counter()
-        if name == "alff":
-            out = bm.alff(bold, mask=mask)
-        elif name == "reho":
-            out = bm.reho(bold, mask)
-        elif name == "seed_fc":
-            out = bm.seed_fc(bold, ["Precentral_L", "Precentral_R", "Postcentral_L", "Postcentral_R"], mask=mask)
-        elif name == "dc":
-            out = bm.degree_centrality(bold, mask, threshold=0.25)
-        else:
-            raise ValueError(name)
-        build = time.perf_counter() - t0
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        computed = out.compute()
-        elapsed = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-        result.update(graph_seconds=build, seconds=elapsed, peak_alloc_during_compute_mib=peak)
-        if name == "dc":
-            flops = 2 * n_vox**2 * SHAPE[3]
-            result["gflops"] = flops / elapsed / 1e9
-            result["mean_dc_binary"] = float(computed.dc_binary.values[mask.values].mean())
+        gemm = min(_gemm(z, block) for _ in range(2))
+        result.update(block=block, gemm_seconds=gemm, gemm_gflops=flops / gemm / 1e9)
+        result["fraction_of_gemm"] = result["gflops"] / result["gemm_gflops"]
+        result.update(_dc_parts(z, block))
     result["rss_after_data_mib"] = base
-    result["peak_rss_mib"] = _rss_mib()
     return result
+
+
+def _table(results: dict) -> str:
+    lines = [
+        "| metric | N | brainarr time | peak memory: RSS / allocated while computing "
+        "| RESTplus/DPABI (Octave) | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        label, ref = REFERENCE[name]
+        ref_s = f"{ref:g} s" if ref else "-"
+        ratio = f"{ref / r['seconds']:.1f}x faster" if ref else "-"
+        lines.append(
+            f"| {label} | {r['n_mask_voxels']:,} | {r['seconds']:.2f} s | {r['peak_rss_mib'] / 1024:.2f} GiB / "
+            f"{r['peak_alloc_during_compute_mib']:.0f} MiB "
+            f"| {ref_s} | {ratio} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
@@ -106,23 +192,27 @@ def main(argv: list[str]) -> None:
         print(json.dumps(run_one(argv[1])))
         return
     names = argv or list(METRICS)
+    if "dc" in names and "dc_dpabi" not in names:
+        names.append("dc_dpabi")
     results = {}
     for name in names:
         proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True)
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]), flush=True)
     print()
-    print(f"{'metric':<10}{'seconds':>10}{'peak alloc MiB (compute)':>26}{'peak RSS MiB':>14}")
-    for name, r in results.items():
-        alloc = r.get("peak_alloc_during_compute_mib", float("nan"))
-        print(f"{name:<10}{r['seconds']:>10.2f}{alloc:>26.0f}{r['peak_rss_mib']:>14.0f}")
-    if "dc" in results and "gemm" in results:
-        frac = results["dc"]["gflops"] / results["gemm"]["gflops"]
-        print(
-            f"\nDC: {results['dc']['gflops']:.1f} GFLOP/s (2 N^2 T, N = {results['dc']['n_mask_voxels']}); "
-            f"plain numpy float32 GEMM in the same row blocks: {results['gemm']['gflops']:.1f} GFLOP/s; "
-            f"fraction {frac:.2f}"
-        )
+    print(_table(results))
+    for name in ("dc", "dc_dpabi"):
+        if name in results:
+            r = results[name]
+            sampled = r["parts_gemm_s"] + r["parts_threshold_reduce_s"] + r["parts_other_s"]
+            print(
+                f"\nDC, N = {r['n_mask_voxels']:,}: {r['gflops']:.1f} GFLOP/s (2 N^2 T); plain float32 GEMM "
+                f"of the same shape: {r['gemm_gflops']:.1f} GFLOP/s ({r['gemm_seconds']:.1f} s); "
+                f"fraction {r['fraction_of_gemm']:.2f}. Serial split of {r['parts_sampled_blocks']} row blocks: "
+                f"tile GEMM {r['parts_gemm_s'] / sampled:.0%}, threshold + reduce "
+                f"{r['parts_threshold_reduce_s'] / sampled:.0%}, other {r['parts_other_s'] / sampled:.0%} "
+                f"({sampled:.1f} s)"
+            )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import scipy.stats
+
+from brainarr._core.blas import single_threaded_blas
 
 __all__ = [
     "FISHER_CLIP",
     "alff_kernel",
     "degree_block",
+    "degree_upper",
     "detrend_linear",
     "eigenvector_power",
     "fisher_z",
@@ -23,6 +25,7 @@ __all__ = [
     "neighbour_offsets",
     "pearson_with_seeds",
     "rank_time",
+    "zero_constant_rows",
     "zscore_rows",
 ]
 
@@ -44,13 +47,35 @@ def detrend_linear(x: np.ndarray) -> np.ndarray:
     return xc - slope[..., None] * t
 
 
-def alff_kernel(x: np.ndarray, bins: np.ndarray, n_pad: int) -> tuple[np.ndarray, np.ndarray]:
+def _selected(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``mask`` broadcast to ``shape`` (the leading axes of a block), or None for all."""
+    if mask is None:
+        return None
+    return np.broadcast_to(np.asarray(mask, dtype=bool), shape)
+
+
+def _trend_basis(n_time: int) -> np.ndarray:
+    """Orthonormal basis ``(T, 2)`` of the constant and the linear trend (float64)."""
+    t = np.arange(n_time, dtype=np.float64)
+    t -= t.mean()
+    basis = [np.full(n_time, 1.0 / np.sqrt(n_time))]
+    denom = float(t @ t)
+    if denom > 0:
+        basis.append(t / np.sqrt(denom))
+    return np.stack(basis, axis=1)
+
+
+def alff_kernel(
+    x: np.ndarray, mask: np.ndarray | None = None, *, bins: np.ndarray, n_pad: int
+) -> tuple[np.ndarray, np.ndarray]:
     """ALFF and fALFF of each series along the last axis, RESTplus/DPABI style.
 
     Parameters
     ----------
     x : numpy.ndarray (..., time)
         Series.
+    mask : numpy.ndarray of bool, optional
+        Broadcastable to ``x.shape[:-1]``: only these series are analysed (the others get 0).
     bins : numpy.ndarray of int
         0-based FFT bins of the band (see ``brainarr._core.fft.band_bins``).
     n_pad : int
@@ -59,34 +84,85 @@ def alff_kernel(x: np.ndarray, bins: np.ndarray, n_pad: int) -> tuple[np.ndarray
     Returns
     -------
     alff, falff : numpy.ndarray (...), float32
+
+    Notes
+    -----
+    Only the selected series are copied (once, to float64); the mean and the linear trend are
+    removed as a projection on an orthonormal basis of both (two thin matrix products), and
+    the real FFT of the zero-padded series is taken with :func:`scipy.fft.rfft`.
     """
+    import scipy.fft
+
+    x = np.asarray(x)
+    lead = x.shape[:-1]
     n_time = x.shape[-1]
-    y = detrend_linear(x)
-    amp = 2.0 * np.abs(np.fft.rfft(y, n=n_pad, axis=-1)) / n_time
-    band = amp[..., bins]
-    band_sum = band.sum(axis=-1)
-    alff = band.mean(axis=-1) if bins.size else np.zeros(x.shape[:-1])
-    total = amp[..., 1 : n_pad // 2 + 1].sum(axis=-1)
+    sel = _selected(mask, lead)
+    alff = np.zeros(lead, np.float32)
+    falff = np.zeros(lead, np.float32)
+    series = x.reshape(-1, n_time) if sel is None else x[sel]
+    if series.shape[0] == 0 or bins.size == 0:
+        return alff, falff
+    y = np.array(series, dtype=np.float64)
+    basis = _trend_basis(n_time)
+    y -= (y @ basis) @ basis.T
+    amp = np.abs(scipy.fft.rfft(y, n=n_pad, axis=-1))  # the scale 2 / T cancels in fALFF
+    del y
+    band_sum = amp[:, bins].sum(axis=-1)
+    total = amp[:, 1 : n_pad // 2 + 1].sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        falff = band_sum / total
-    falff = np.where(np.isfinite(falff), falff, 0.0)
-    return alff.astype(np.float32), falff.astype(np.float32)
+        f = band_sum / total
+    # a constant series has no spectrum (the projection leaves rounding noise): 0, 0
+    constant = np.all(series == series[:, :1], axis=-1)
+    f = np.where(np.isfinite(f) & ~constant, f, 0.0)
+    a = np.where(constant, 0.0, band_sum * (2.0 / n_time / bins.size))
+    if sel is None:
+        alff[...] = a.reshape(lead)
+        falff[...] = f.reshape(lead)
+    else:
+        alff[sel] = a
+        falff[sel] = f
+    return alff, falff
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks ``1..T`` of each row of a 2-D array, ties averaged (float32)."""
+    n_time = x.shape[-1]
+    order = np.argsort(x, axis=-1)
+    ordered = np.take_along_axis(x, order, axis=-1)
+    new = np.empty(x.shape, bool)  # True where a run of equal values starts
+    new[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=new[:, 1:])
+    if new.all():
+        sorted_ranks = np.broadcast_to(np.arange(1, n_time + 1, dtype=np.float32), x.shape)
+    else:
+        starts = np.flatnonzero(new)
+        lengths = np.diff(np.append(starts, x.size))
+        # a run from position p of length L holds ranks p + 1 .. p + L: average p + (L + 1) / 2
+        average = (starts % n_time) + (lengths + 1) / 2.0
+        sorted_ranks = np.repeat(average.astype(np.float32), lengths).reshape(x.shape)
+    out = np.empty(x.shape, np.float32)
+    np.put_along_axis(out, order, sorted_ranks, axis=-1)
+    return out
 
 
 def rank_time(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Ranks ``1..T`` along the last axis, ties getting the average of their ranks (float32).
 
     With ``mask`` (broadcastable to ``x.shape[:-1]``), only the series where it is True are
-    ranked; the others are 0.
+    ranked; the others are 0. Ranks come from one ``argsort`` per series; runs of equal
+    values get the mean of their positions (as :func:`scipy.stats.rankdata` with
+    ``method="average"``).
     """
+    x = np.asarray(x)
+    n_time = x.shape[-1]
     if mask is None:
         if x.size == 0:
             return np.zeros(x.shape, np.float32)
-        return scipy.stats.rankdata(x, axis=-1, method="average").astype(np.float32)
+        return _average_ranks(x.reshape(-1, n_time)).reshape(x.shape)
     sel = np.broadcast_to(np.asarray(mask, dtype=bool), x.shape[:-1])
     out = np.zeros(x.shape, np.float32)
     if sel.any():
-        out[sel] = scipy.stats.rankdata(x[sel], axis=-1, method="average")
+        out[sel] = _average_ranks(x[sel])
     return out
 
 
@@ -122,22 +198,33 @@ def kendall_w_block(ranks: np.ndarray, neighbourhood: int) -> np.ndarray:
     ranks = np.asarray(ranks)
     n_time = ranks.shape[-1]
     nx, ny, nz = (s - 2 for s in ranks.shape[-4:-1])
-    lead = ranks.shape[:-4]
     inside = ranks[..., 0] > 0  # (..., x, y, z): a voxel is in the mask iff its ranks are > 0
-    # Ranks are multiples of 1/2 and their sums stay far below 2**23, so float32 sums are exact.
-    total = np.zeros((*lead, nx, ny, nz, n_time), np.float32)
-    count = np.zeros((*lead, nx, ny, nz), np.float32)
-    for dx, dy, dz in neighbour_offsets(neighbourhood):
-        sl = (..., slice(1 + dx, 1 + dx + nx), slice(1 + dy, 1 + dy + ny), slice(1 + dz, 1 + dz + nz))
-        total += ranks[(*sl, slice(None))]
-        count += inside[sl]
     centre = inside[..., 1 : 1 + nx, 1 : 1 + ny, 1 : 1 + nz]
     w = np.zeros(centre.shape, np.float64)
-    k = count[centre].astype(np.float64)
-    # every in-mask series has mean rank (T + 1) / 2, so the mean of R_t is K (T + 1) / 2 (exact)
-    dev = total[centre] - (count[centre] * np.float32((n_time + 1) / 2))[:, None]
-    s = np.square(dev, dtype=np.float64).sum(axis=-1)
-    w[centre] = 12.0 * s / (k**2 * (float(n_time) ** 3 - n_time))
+    # Only the in-mask centres are summed: gather their neighbours' rows from the flat
+    # (voxel, time) array, one offset at a time (a neighbour is a fixed flat-index offset away)
+    flat = np.ascontiguousarray(ranks).reshape(-1, n_time)
+    inside_flat = inside.reshape(-1)
+    padded = ranks.shape[:-1]
+    where = np.nonzero(centre)
+    index = np.ravel_multi_index((*where[:-3], *(a + 1 for a in where[-3:])), padded)
+    n = index.size
+    if n:
+        strides = (padded[-2] * padded[-1], padded[-1], 1)
+        # Ranks are multiples of 1/2 and their sums stay far below 2**23, so float32 sums are exact.
+        total = np.zeros((n, n_time), np.float32)
+        buf = np.empty((n, n_time), np.float32)
+        count = np.zeros(n, np.float32)
+        for d in neighbour_offsets(neighbourhood):
+            idx = index + sum(a * b for a, b in zip(d, strides, strict=True))
+            np.take(flat, idx, axis=0, out=buf)
+            total += buf
+            count += inside_flat[idx]
+        k = count.astype(np.float64)
+        # every in-mask series has mean rank (T + 1) / 2, so the mean of R_t is K (T + 1) / 2 (exact)
+        total -= (count * np.float32((n_time + 1) / 2))[:, None]
+        s = np.einsum("ij,ij->i", total, total, dtype=np.float64)
+        w[where] = 12.0 * s / (k**2 * (float(n_time) ** 3 - n_time))
     return w.astype(np.float32)[..., None]
 
 
@@ -150,7 +237,7 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def pearson_with_seeds(x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+def pearson_with_seeds(x: np.ndarray, seeds: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Pearson r between each series of ``x`` and each seed series.
 
     Parameters
@@ -159,16 +246,53 @@ def pearson_with_seeds(x: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         Voxel series.
     seeds : numpy.ndarray (..., seed, time)
         Seed series, broadcastable against ``x`` on the leading axes.
+    mask : numpy.ndarray of bool, optional
+        Broadcastable to ``x.shape[:-1]``: only these series are correlated (the others get 0).
 
     Returns
     -------
     numpy.ndarray (..., seed), float32
         r; 0 where either series is constant.
+
+    Notes
+    -----
+    For each distinct set of seeds (usually one per subject), the selected voxel series are
+    gathered once into a ``(n, T)`` float64 matrix, centred and normalised in place, and
+    multiplied with the standardised seeds in a single matrix product.
     """
-    xn = _standardize(np.asarray(x, dtype=np.float64))
-    sn = _standardize(np.asarray(seeds, dtype=np.float64))
-    r = np.einsum("...t,...st->...s", xn, sn)
-    return np.clip(r, -1.0, 1.0).astype(np.float32)
+    x = np.asarray(x)
+    seeds = np.asarray(seeds)
+    n_time = x.shape[-1]
+    n_seed = seeds.shape[-2]
+    lead = np.broadcast_shapes(x.shape[:-1], seeds.shape[:-2])
+    x = np.broadcast_to(x, (*lead, n_time))
+    s_lead = (1,) * (len(lead) - (seeds.ndim - 2)) + seeds.shape[:-2]
+    sn = _standardize(np.asarray(seeds, dtype=np.float64)).reshape(*s_lead, n_seed, n_time)
+    sel = _selected(mask, lead)
+    # the seeds vary along the leading axes up to ``k`` only: loop over those, one GEMM each
+    varying = [i for i, size in enumerate(s_lead) if size != 1]
+    k = varying[-1] + 1 if varying else 0
+    out = np.zeros((*lead, n_seed), np.float32)
+    for idx in np.ndindex(*lead[:k]):
+        xs = x[idx].reshape(-1, n_time)
+        rs = out[idx].reshape(-1, n_seed)
+        keep = None if sel is None else sel[idx].reshape(-1)
+        rows = np.array(xs if keep is None else xs[keep], dtype=np.float64)
+        if rows.shape[0] == 0:
+            continue
+        rows -= rows.mean(axis=-1, keepdims=True)
+        norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        r = rows @ sn[tuple(min(i, s - 1) for i, s in zip(idx, s_lead, strict=False))].reshape(n_seed, n_time).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(norm[:, None] > 0, r / norm[:, None], 0.0)
+        r = np.clip(r, -1.0, 1.0)
+        if keep is None:
+            rs[...] = r
+        else:
+            rs[keep] = r
+        if not np.shares_memory(rs, out):
+            out[idx] = rs.reshape(out[idx].shape)
+    return out
 
 
 def fisher_z(r: np.ndarray) -> np.ndarray:
@@ -231,6 +355,109 @@ def degree_block(
         out[:, 1] = np.where(keep, g, np.float32(0)).sum(axis=1, dtype=np.float64)
     constant = ~np.any(rows != 0, axis=1)
     out[constant] = 0.0
+    return out
+
+
+#: Columns per tile of :func:`degree_upper`: a ``rows x DEGREE_TILE`` float32 tile (and its
+#: 0/1 edge indicator) stays in a core's L2 cache while it is thresholded and reduced.
+DEGREE_TILE = 256
+
+
+def _reduce_tile(g: np.ndarray, e: np.ndarray, threshold: float, absolute: bool) -> None:
+    """Turn a tile of correlations into edge weights (``g``) and 0/1 edges (``e``), in place."""
+    if absolute:
+        np.abs(g, out=g)
+    np.greater(g, np.float32(threshold), out=e)
+    np.multiply(g, e, out=g)
+
+
+def degree_upper(
+    rows: np.ndarray,
+    start: int,
+    z_all: np.ndarray,
+    threshold: float,
+    absolute: bool,
+    *,
+    tile: int = DEGREE_TILE,
+) -> np.ndarray:
+    r"""Degree contributions of the pairs ``(i, j)`` with ``i`` in a row block and ``j >= start``.
+
+    The correlation matrix is symmetric, so each pair needs computing once: the task of row
+    block :math:`[s, e)` computes the correlations of its rows with the columns
+    :math:`j \ge s` only, tile by tile (a ``rows x tile`` float32 product that stays in cache,
+    thresholded and reduced in place before the next one), and credits each edge to both
+    ends. Summing the outputs of all row blocks gives every voxel's degree.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray (n, time), float32
+        Standardised rows ``z[start:start + n]`` (see :func:`zscore_rows`).
+    start : int or numpy.ndarray of int
+        Global index of the first row (or the global indices of the rows: the first is used).
+    z_all : numpy.ndarray (N, time), float32
+        All standardised rows.
+    threshold : float
+        Correlations strictly above it count.
+    absolute : bool
+        Threshold and sum ``|r|`` instead of ``r``.
+    tile : int, default :data:`DEGREE_TILE`
+        Columns per tile.
+
+    Returns
+    -------
+    numpy.ndarray (1, N, 2), float64
+        Column 0: edge counts; column 1: edge weights, credited to both ends of each pair
+        computed here (self-pairs excluded). Within the block's own columns :math:`[s, e)`
+        both orders of each pair are computed, so those are credited to the row only.
+    """
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    z_all = np.asarray(z_all, dtype=np.float32)
+    n = rows.shape[0]
+    n_all = z_all.shape[0]
+    start = int(np.asarray(start).ravel()[0]) if np.ndim(start) else int(start)
+    out = np.zeros((1, n_all, 2), np.float64)
+    if n == 0:
+        return out
+    stop = start + n
+    width = max(1, min(int(tile), n_all - start))
+    buf = np.empty((2, n, width), np.float32)  # correlations / weights, and 0/1 edges
+    # the block's own columns first (credited to rows only), then the columns after it
+    edges = sorted({*range(start, stop, width), *range(stop, n_all, width), n_all})
+    with single_threaded_blas():
+        _upper_tiles(rows, start, z_all, edges, buf, threshold, absolute, out)
+    return out
+
+
+def _upper_tiles(rows, start, z_all, edges, buf, threshold, absolute, out) -> None:
+    """The tile loop of :func:`degree_upper` (accumulates into ``out``)."""
+    n = rows.shape[0]
+    stop = start + n
+    ones_c = np.ones(buf.shape[-1], np.float32)
+    ones_r = np.ones(n, np.float32)
+    row_acc = np.zeros((2, n), np.float64)
+    for c0, c1 in itertools.pairwise(edges):
+        w = c1 - c0
+        b = buf[:, :, :w]
+        g, e = b[0], b[1]
+        np.matmul(rows, z_all[c0:c1].T, out=g)
+        _reduce_tile(g, e, threshold, absolute)
+        if c0 < stop:
+            own = np.arange(max(c0, start), min(c1, stop))
+            e[own - start, own - c0] = 0.0
+            g[own - start, own - c0] = 0.0
+        row_acc += np.matmul(b, ones_c[:w])
+        if c0 >= stop:
+            col = np.matmul(ones_r, b)  # (2, w)
+            out[0, c0:c1, 0] += col[1]
+            out[0, c0:c1, 1] += col[0]
+    out[0, start:stop, 0] += row_acc[1]
+    out[0, start:stop, 1] += row_acc[0]
+
+
+def zero_constant_rows(degrees: np.ndarray, z_all: np.ndarray) -> np.ndarray:
+    """Set the degrees of constant voxels (all-zero standardised rows) to 0."""
+    out = np.array(degrees, dtype=np.float64, copy=True)
+    out[~np.any(z_all != 0, axis=1)] = 0.0
     return out
 
 

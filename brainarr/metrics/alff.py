@@ -84,8 +84,8 @@ def alff(
     runs that program's processing (by default removing a quadratic rather than a linear
     trend) and takes the fALFF denominator from the same series without the band-pass, with
     its own FFT length and scaling (Taylor et al. 2012, appendix), so its values are not
-    expected to equal these. The spectrum here is computed in double precision; the maps
-    are float32.
+    expected to equal these. The spectrum here is computed in double precision, for the
+    in-mask voxels only; the maps are float32.
 
     References
     ----------
@@ -113,10 +113,12 @@ def alff(
             f"({n_time} time points, TR {tr_s} s, frequency resolution {1 / (n_pad * tr_s):.4g} Hz); "
             "use a wider band or more time points"
         )
+    # only the in-mask series are transformed (the mask travels with the chunks)
+    inputs = (prepared,) if mask is None else (prepared, mask)
     a, f = xr.apply_ufunc(
         alff_kernel,
-        prepared,
-        input_core_dims=[[TIME]],
+        *inputs,
+        input_core_dims=[[TIME], []][: len(inputs)],
         output_core_dims=[[], []],
         kwargs={"bins": bins, "n_pad": n_pad},
         dask="parallelized",

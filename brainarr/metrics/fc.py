@@ -125,11 +125,11 @@ def seed_fc(
     series = series.transpose(*lead, SEED, TIME)
     if dask.is_dask_collection(series.data):
         series = series.chunk({SEED: -1, TIME: -1})
+    inputs = (prepared, series) if mask is None else (prepared, series, mask)
     r = xr.apply_ufunc(
         pearson_with_seeds,
-        prepared,
-        series,
-        input_core_dims=[[TIME], [SEED, TIME]],
+        *inputs,
+        input_core_dims=[[TIME], [SEED, TIME], []][: len(inputs)],
         output_core_dims=[[SEED]],
         dask="parallelized",
         output_dtypes=[np.float32],

@@ -7,7 +7,7 @@ import xarray as xr
 
 import brainarr.metrics as bm
 from brainarr.exceptions import ChunkingError, DimensionError, GridMismatchError
-from brainarr.metrics._kernels import degree_block, zscore_rows
+from brainarr.metrics._kernels import degree_block, degree_upper, zero_constant_rows, zscore_rows
 from brainarr.testing import raise_if_dask_computes
 
 CHUNKINGS = [
@@ -55,6 +55,30 @@ class TestKernels:
         out = degree_block(z[2:4], np.array([2, 3]), z, -1.0, False)
         # with a threshold of -1 every other voxel is an edge: degree N - 1
         np.testing.assert_array_equal(out[:, 0], [5, 5])
+
+    @pytest.mark.parametrize(("threshold", "absolute"), [(0.2, False), (0.15, True), (-0.3, False), (0.0, False)])
+    @pytest.mark.parametrize(("block", "tile"), [(7, 3), (13, 512), (40, 5), (1, 1)])
+    def test_degree_upper_sums_to_dense_degrees(self, rng, threshold, absolute, block, tile):
+        x = rng.standard_normal((40, 25)) + 0.5 * rng.standard_normal(25)
+        x[11] = 2.0  # constant voxel: r = 0 with everything
+        z = zscore_rows(x)
+        total = sum(
+            degree_upper(z[s : s + block], s, z, threshold, absolute, tile=tile)[0] for s in range(0, 40, block)
+        )
+        total = zero_constant_rows(total, z)
+        # independent reference: dense float64 correlations, r = 0 for the constant voxel
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.nan_to_num(np.corrcoef(x))
+        r = np.abs(r) if absolute else r
+        edges = r > threshold
+        np.fill_diagonal(edges, False)
+        ref_b = edges.sum(axis=1).astype(float)
+        ref_w = np.where(edges, r, 0.0).sum(axis=1)
+        ref_b[11] = ref_w[11] = 0.0
+        np.testing.assert_array_equal(total[:, 0], ref_b)
+        np.testing.assert_allclose(total[:, 1], ref_w, rtol=1e-5, atol=1e-5)
+        if threshold < 0:  # the others count the constant voxel as an edge of weight 0
+            assert total[0, 0] >= 1 and ref_b.max() > 0
 
 
 class TestDegreeCentrality:

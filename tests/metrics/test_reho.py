@@ -62,6 +62,18 @@ class TestKernels:
         x = np.array([[3.0, 1.0, 3.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
         np.testing.assert_array_equal(rank_time(x), [[3.5, 1, 3.5, 2], [2.5, 2.5, 2.5, 2.5]])
 
+    @pytest.mark.parametrize("shape", [(40, 23), (3, 4, 5, 12), (6, 1)])
+    def test_rank_matches_scipy_with_many_ties(self, rng, shape):
+        ties = rng.integers(0, 4, shape).astype(np.float32)  # many runs of equal values
+        smooth = rng.standard_normal(shape)
+        for x in (ties, smooth):
+            expected = scipy.stats.rankdata(x, axis=-1, method="average")
+            np.testing.assert_array_equal(rank_time(x), expected)
+        mask = rng.random(shape[:-1]) < 0.5
+        masked = rank_time(ties, mask)
+        np.testing.assert_array_equal(masked[mask], scipy.stats.rankdata(ties[mask], axis=-1))
+        assert np.all(masked[~mask] == 0)
+
     def test_identical_series_give_one(self):
         # K copies of the same tie-free series: perfect concordance, W = 1
         series = np.random.default_rng(0).permutation(10) + 1.0
