@@ -28,7 +28,9 @@ For subject :math:`s`, voxel :math:`v` and volume :math:`t`,
 - :math:`P` weights a physiological (respiration/cardiac-like, AR(1)) signal :math:`p_s` mostly
   in white matter and CSF and a little in grey matter, so WM/CSF mean regressors remove it;
   :math:`\Gamma` is a weak global grey-matter signal.
-- :math:`R_r` is the AAL region :math:`r` (Gaussian-softened, 1 % of :math:`B`) and
+- :math:`R_r` is the AAL region :math:`r` (Gaussian-softened, 1 % of :math:`B` weighted by the
+  grey-matter partial volume :math:`\min(1, 2 p_{GM})`, so that the WM/CSF nuisance signals
+  carry almost no network signal) and
   :math:`c_{sr}` its low-frequency (0.01-0.08 Hz) time course in percent signal change: a mix of
   its network's shared signal and a private regional signal, with subject-specific amplitudes
   (log-normal) and couplings. Networks: sensorimotor, cerebellar, thalamic, default mode and
@@ -149,6 +151,7 @@ _HUB_SD = 0.3  # its between-subject SD on the Fisher-z scale
 _DECOUPLING_SD = 0.35  # between-subject SD of atanh(network coupling) for decoupled regions
 _AR_PHIS = (0.4, 0.9)
 _AR_WEIGHTS = (0.8, 0.6)
+_TISSUE_THRESHOLD = 0.9  # WM/CSF masks: nearly pure tissue (no grey-matter voxel at 0.2)
 _N_DENSE = 11  # baseline, 6 motion, physio, global, smooth-noise SD, white-noise SD
 
 
@@ -213,14 +216,19 @@ def _static(voxel_size: float) -> dict[str, Any]:
             lo = [int(a.min()) for a in nz]
             hi = [int(a.max()) + 1 for a in nz]
             box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-            arr = (0.01 * baseline[box] * soft[box]).astype(np.float32)
+            # the network signal comes from grey matter: 1 % of the baseline, weighted by the
+            # grey-matter partial volume min(1, 2 p_GM). Unweighted, white-matter and CSF voxels
+            # inside the soft regions carry it into the WM/CSF nuisance regressors, whose
+            # removal then induces spurious between-network correlations and group differences
+            weight = np.minimum(1.0, 2.0 * gm[box])
+            arr = (0.01 * baseline[box] * soft[box] * weight).astype(np.float32)
             arr.setflags(write=False)
             regions.append((tuple(lo), arr))
     return {
         "grid": grid,
         "gm": probs["gm"] > 0.2,
-        "wm": probs["wm"] > 0.5,
-        "csf": probs["csf"] > 0.5,
+        "wm": probs["wm"] > _TISSUE_THRESHOLD,
+        "csf": probs["csf"] > _TISSUE_THRESHOLD,
         "dense": dense,
         "regions": tuple(regions),
     }
@@ -361,6 +369,63 @@ def _subject_design(
                 series = series + h * shared[other]
         coef[_N_DENSE + i] = amp * series
     return coef.astype(np.float32), motion.astype(np.float32)
+
+
+def _hubs(network: str) -> list[str]:
+    """Regions of other networks that a planted FC or DC increase couples to ``network``."""
+    out = []
+    for eff in PLANTED:
+        if eff["metric"] == "fc" or (eff["metric"] == "dc" and eff["direction"] == "increase"):
+            other = _seed_network(eff["seed"]) if eff["metric"] == "fc" else "sensorimotor"
+            if other == network and eff["region"] not in out:
+                out.append(eff["region"])
+    return out
+
+
+def _implied(effect: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Other (region, metric, seed, direction) group differences that ``effect`` necessarily causes.
+
+    They follow from how the effect is generated (see :func:`simulate_cohort`, Notes): FC seeds
+    are listed as every region of the network concerned, whichever the study uses.
+    """
+    region, metric = effect["region"], effect["metric"]
+    sign = effect["direction"]
+    opposite = "increase" if sign == "decrease" else "decrease"
+    own = _seed_network(region)
+    members = NETWORKS[own]
+    out: list[tuple[str, str, str | None, str]] = []
+    if metric == "alff":
+        # the region's whole signal (shared part included) changes amplitude: its spatial
+        # coherence (ReHo), its correlation with its network (FC, DC) and, as a seed, its
+        # correlation with all its partners change the same way
+        out += [(region, "reho", None, sign), (region, "dc", None, sign)]
+        out += [(region, "fc", seed, sign) for seed in members]
+        out += [(m, "fc", region, sign) for m in (*members, *_hubs(own))]
+    elif metric == "fc" or (metric == "dc" and sign == "increase"):
+        # the region becomes coupled to (or more coupled to) another network: its FC with every
+        # seed of that network and its DC rise, every member of that network gains it as a
+        # neighbour (DC), and its own-network part shrinks (FC with its own network, DC there)
+        other = _seed_network(effect["seed"]) if metric == "fc" else "sensorimotor"
+        out += [(region, "fc", seed, sign) for seed in NETWORKS[other]]
+        out += [(region, "dc", None, sign)] + [(m, "dc", None, sign) for m in NETWORKS[other]]
+        out += [(m, "fc", region, sign) for m in NETWORKS[other]]
+        out += [(region, "fc", seed, opposite) for seed in members if seed != region]
+        out += [(m, "dc", None, opposite) for m in members if m != region]
+        out += [(m, "fc", region, opposite) for m in members if m != region]
+    elif metric == "dc":
+        # the region decouples from its own network: its FC with every seed of that network
+        # falls, as a seed its FC with the network and the network's hubs falls, and the other
+        # members lose it as a neighbour (DC)
+        out += [(region, "fc", seed, sign) for seed in members if seed != region]
+        out += [(m, "fc", region, sign) for m in (*members, *_hubs(own)) if m != region]
+        out += [(m, "dc", None, sign) for m in members if m != region]
+    # "reho" effects are the ALFF effect of the same region seen by another metric
+    itself = (region, metric, effect.get("seed"), sign)
+    return [
+        {"region": r, "metric": m, "seed": q, "direction": d}
+        for r, m, q, d in dict.fromkeys(out)
+        if (r, m, q if m == "fc" else None, d) != itself and not (m == "fc" and q == r and r != region)
+    ]
 
 
 def _seed_network(region: str) -> str:
@@ -633,13 +698,15 @@ def simulate_cohort(
         - ``confounds`` (subject, time, confound), float32: ``trans_x, trans_y, trans_z`` (mm),
           ``rot_x, rot_y, rot_z`` (radians), SPM realignment order;
         - ``mask`` (x, y, z), bool: :func:`brainarr.datasets.gm_mask`;
-        - ``wm_mask``, ``csf_mask`` (x, y, z), bool: MNI152 WM / CSF probability above 0.5.
+        - ``wm_mask``, ``csf_mask`` (x, y, z), bool: MNI152 WM / CSF probability above 0.9 (nearly pure
+          tissue, no grey-matter voxel), for the nuisance mean signals.
 
         Subject coordinates ``group`` ("patient"/"control"), ``age`` (years), ``sex`` ("M"/"F"),
         ``vas`` (pain, 0-10) drawn with the means and SDs of the study's Table 1; ``time`` in s;
         ``x, y, z`` in MNI mm. attrs: ``tr``, ``affine``, ``planted`` (list of dicts with keys
         ``region``, ``metric`` in {"alff", "reho", "fc", "dc"}, ``seed`` (FC seed region or None),
-        ``direction`` of the patient-minus-control difference, ``effect``), ``movers``
+        ``direction`` of the patient-minus-control difference, ``effect``, ``implied``: the
+        differences it causes elsewhere, see Notes), ``movers``
         (subject ids), ``source``, ``history``.
 
     Raises
@@ -666,7 +733,7 @@ def simulate_cohort(
     :math:`-(\mathbf{p}\times\nabla B)_j`), so motion leaks at tissue edges as in real data and
     is removable by a Friston-24 regression (Friston et al., 1996); :math:`P` a physiological
     signal mostly in WM/CSF; :math:`\Gamma` a weak global grey-matter signal; :math:`R_r` the
-    soft AAL region :math:`r` and :math:`c_{sr}` its 0.01-0.08 Hz signal (percent change), a mix
+    soft AAL region :math:`r` (grey matter only) and :math:`c_{sr}` its 0.01-0.08 Hz signal (percent change), a mix
     of its network's signal (correlation 0.85) and a private one (Biswal et al., 1995);
     :math:`\eta_s` Gaussian-smoothed noise (``noise_fwhm``) with a 1/f-like spectrum (AR(1)
     :math:`\phi=0.4` plus :math:`\phi=0.9`) (Zarahn et al., 1997); :math:`\epsilon_s` white
@@ -685,6 +752,25 @@ def simulate_cohort(
       a hub (FC and DC of one region share one coupling);
     - DC decrease: the Fisher-z coupling (typical 0.85, SD 0.35) of the region with its own
       network, the lost part replaced by a private signal of equal power (ALFF unchanged).
+
+    Each planted effect also lists, under ``implied``, the group differences it necessarily
+    causes elsewhere (dicts with ``region``, ``metric``, ``seed``, ``direction``; FC seeds are
+    every region of the network concerned): an amplitude (ALFF) change changes the region's
+    ReHo and DC, its FC with every seed of its network and, as a seed, its FC with its network
+    and that network's hubs; a coupling to another network (FC or DC increase) raises the
+    region's FC with every seed of that network, its DC and the DC of that network's members,
+    and lowers its FC and DC within its own network; a decoupling (DC decrease) lowers the
+    region's FC with its network's seeds, its FC as a seed with the network and its hubs, and the
+    DC of the other members. :func:`brainarr.pipeline.recovery` counts clusters matching them
+    as implied rather than false.
+
+    The network signal :math:`R_r` is restricted to grey matter (1 % of :math:`B` times the soft
+    region times :math:`\min(1, 2 p_{GM})`) and ``wm_mask``/``csf_mask`` are nearly pure tissue
+    (probability above 0.9): otherwise the white-matter and CSF mean signals regressed out by
+    the usual preprocessing contain network signals, their removal induces correlations
+    between networks (about +0.12 between sensorimotor seeds and the cerebellum, -0.11 with
+    visual cortex, with no effect planted), and planted changes of the sensorimotor signals then turn into spurious
+    group differences in cerebellar FC.
 
     With the defaults (31 vs 32 subjects, 230 volumes), a two-sample *t* test of the region
     mean of each metric (after Friston-24 + WM + CSF regression, linear detrending and
@@ -828,8 +914,8 @@ def simulate_cohort(
     spatial_chunk = dict(zip(SPATIAL, normal, strict=True))
     for var, values, long_name in (
         ("mask", static["gm"], "grey matter (MNI152 GM probability > 0.2)"),
-        ("wm_mask", static["wm"], "white matter (MNI152 WM probability > 0.5)"),
-        ("csf_mask", static["csf"], "CSF (MNI152 CSF probability > 0.5)"),
+        ("wm_mask", static["wm"], f"white matter (MNI152 WM probability > {_TISSUE_THRESHOLD:g})"),
+        ("csf_mask", static["csf"], f"CSF (MNI152 CSF probability > {_TISSUE_THRESHOLD:g})"),
     ):
         mask_values = values
         masks[var] = xr.DataArray(
@@ -840,7 +926,11 @@ def simulate_cohort(
             attrs={"long_name": long_name, "affine": affine.tolist()},
         )
     ds = xr.Dataset({"bold": bold, "confounds": confounds, **masks}, coords=sub_coords)
-    planted = [{**eff, "effect": float(eff["effect"] * effect_size)} for eff in PLANTED if effect_size != 0]
+    planted = [
+        {**eff, "effect": float(eff["effect"] * effect_size), "implied": _implied(eff)}
+        for eff in PLANTED
+        if effect_size != 0
+    ]
     entry = history_entry(
         "brainarr.datasets.simulate_cohort",
         {

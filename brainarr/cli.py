@@ -245,13 +245,18 @@ def _demo(args) -> None:
     result = _run_study(config, args.store, args, demo=True)
     _print_tables(result)
     planted = open_cohort(args.store).attrs.get("planted", [])
-    effects, false = pipeline.recovery(result.tables, planted)
+    effects, implied, false = pipeline.recovery(result.tables, planted, implied=True)
     print("\nplanted effects (patients vs controls):")
     for _, row in effects.iterrows():
         seed = f" (seed {row['seed']})" if row["seed"] else ""
         status = f"recovered in {row['variants']}" if row["recovered"] else "NOT recovered"
         print(f"  {row['metric']:<5} {row['region']:<20} {row['direction']}{seed}: {status}")
     print(f"recovered {int(effects['recovered'].sum()) if len(effects) else 0} of {len(effects)} planted effects")
+    if len(implied):
+        print(
+            f"{len(implied)} further cluster(s) are consequences the simulator documents for the planted "
+            "effects (e.g. a region coupled to the sensorimotor network also gains degree centrality there)"
+        )
     if len(false):
         n_related = int((false["related"] != "").sum())
         print(

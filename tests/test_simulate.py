@@ -121,7 +121,7 @@ class TestPlanted:
         }
         assert {(p["metric"], p["region"], p["direction"]) for p in planted} == expected
         for p in planted:
-            assert set(p) == {"region", "metric", "seed", "direction", "effect"}
+            assert set(p) == {"region", "metric", "seed", "direction", "effect", "implied"}
             assert p["region"] in names
             assert p["effect"] > 0
             if p["metric"] == "fc":
@@ -130,6 +130,59 @@ class TestPlanted:
                 assert p["seed"] is None
         for net in bd_networks():
             assert set(net) <= names
+
+    def test_implied_consequences(self):
+        from brainarr._simulate import NETWORKS
+
+        names = set(bd.aal_labels()["name"])
+        planted = simulate_cohort(1, 1, **SMALL).attrs["planted"]
+        sensorimotor = set(NETWORKS["sensorimotor"])
+        for p in planted:
+            keys = [(q["region"], q["metric"], q["seed"], q["direction"]) for q in p["implied"]]
+            assert len(keys) == len(set(keys)), p
+            assert (p["region"], p["metric"], p["seed"], p["direction"]) not in keys
+            for region, metric, seed, direction in keys:
+                assert region in names and metric in {"alff", "reho", "fc", "dc"}
+                assert direction in {"increase", "decrease"}
+                assert seed in names if metric == "fc" else seed is None
+        by_key = {(p["metric"], p["region"]): p for p in planted}
+        # an amplitude decrease lowers the region's ReHo and DC and its FC with its network's seeds
+        alff = {
+            (q["region"], q["metric"], q["seed"], q["direction"]) for q in by_key["alff", "Postcentral_L"]["implied"]
+        }
+        assert {("Postcentral_L", "reho", None, "decrease"), ("Postcentral_L", "dc", None, "decrease")} <= alff
+        assert ("Postcentral_L", "fc", "Precentral_R", "decrease") in alff
+        # the cerebellar hub raises the DC of every sensorimotor region and its FC with every seed
+        hub = {
+            (q["region"], q["metric"], q["seed"], q["direction"]) for q in by_key["dc", "Cerebelum_Crus1_L"]["implied"]
+        }
+        assert {(r, "dc", None, "increase") for r in sensorimotor} <= hub
+        assert {("Cerebelum_Crus1_L", "fc", r, "increase") for r in sensorimotor} <= hub
+        # nothing implies an FC change of the other cerebellar regions with a sensorimotor seed
+        for p in planted:
+            for q in p["implied"]:
+                if q["metric"] == "fc" and q["seed"] in sensorimotor:
+                    assert q["region"] not in {"Cerebelum_Crus2_R", "Cerebelum_9_R", "Cerebelum_Crus2_L"}
+
+    @pytest.mark.slow
+    def test_nuisance_signals_carry_no_network_signal(self):
+        # With no effect, a sensorimotor seed is uncorrelated with the cerebellar and visual
+        # networks after WM/CSF regression; network signal leaking into the WM/CSF masks made
+        # the regression induce z(FC) of about +0.12 (cerebellum) and -0.11 (calcarine).
+        cohort = simulate_cohort(0, 3, voxel_size=6.0, n_volumes=230, effect_size=0.0, seed=2)
+        gm = cohort.mask.values
+        assert not (gm & cohort.wm_mask.values).any() and not (gm & cohort.csf_mask.values).any()
+        planted = [
+            {"metric": "fc", "region": r, "seed": "Postcentral_L"}
+            for r in ("Cerebelum_Crus1_R", "Cerebelum_Crus2_R", "Cerebelum_9_R", "Calcarine_L", "Precentral_L")
+        ]
+        rows = _region_measures(cohort, planted)
+        mean = {p["region"]: np.mean([row["fc", p["region"], p["seed"]] for row in rows]) for p in planted}
+        assert mean["Precentral_L"] > 0.4  # same network: strongly correlated
+        cerebellum = [mean[r] for r in ("Cerebelum_Crus1_R", "Cerebelum_Crus2_R", "Cerebelum_9_R")]
+        assert abs(np.mean(cerebellum)) < 0.05, cerebellum
+        assert max(abs(v) for v in cerebellum) < 0.1, cerebellum
+        assert -0.05 < mean["Calcarine_L"] < 0.1, mean["Calcarine_L"]
 
     def test_effect_scales(self):
         one = simulate_cohort(1, 1, **SMALL).attrs["planted"]
@@ -157,7 +210,12 @@ class TestPlanted:
     def test_no_effect_without_planting(self):
         cohort = simulate_cohort(6, 6, voxel_size=6.0, n_volumes=100, effect_size=0.0, seed=5)
         planted = [dict(p, effect=1.0) for p in simulate_cohort(1, 1, **SMALL).attrs["planted"]]
-        rows = _region_measures(cohort, [p for p in planted if p["metric"] in ("alff", "fc")])
+        extra = [
+            {"metric": "fc", "region": r, "seed": "Postcentral_L"}
+            for r in ("Cerebelum_Crus2_R", "Cerebelum_9_R", "Supp_Motor_Area_R")
+        ]
+        extra += [{"metric": "dc", "region": r, "seed": None} for r in ("Supp_Motor_Area_R", "Cerebelum_Crus1_R")]
+        rows = _region_measures(cohort, [p for p in planted if p["metric"] in ("alff", "fc", "dc")] + extra)
         patient = cohort.group.values == "patient"
         for key in rows[0]:
             values = np.array([row[key] for row in rows])
@@ -197,8 +255,8 @@ class TestStructure:
             assert cohort[var].dtype == bool
         grid = bd.study_grid(6.0)
         np.testing.assert_array_equal(cohort.mask.values, bd.gm_mask(like=grid).values)
-        np.testing.assert_array_equal(cohort.wm_mask.values, bd.tissue_probability(grid, "wm").values > 0.5)
-        np.testing.assert_array_equal(cohort.csf_mask.values, bd.tissue_probability(grid, "csf").values > 0.5)
+        np.testing.assert_array_equal(cohort.wm_mask.values, bd.tissue_probability(grid, "wm").values > 0.9)
+        np.testing.assert_array_equal(cohort.csf_mask.values, bd.tissue_probability(grid, "csf").values > 0.9)
         assert "brainarr.datasets.simulate_cohort(" in cohort.attrs["history"]
         assert "n_patients=2" in cohort.attrs["history"]
         assert bold.attrs["history"] == cohort.attrs["history"]
