@@ -1,0 +1,190 @@
+"""The study pipeline process is killed (SIGKILL) while it writes subject maps, then resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import zarr
+
+from brainarr import io, pipeline
+from brainarr.cohort import open_cohort
+from brainarr.config import StudyConfig
+from brainarr.datasets import simulate_cohort
+
+pytestmark = pytest.mark.slow
+
+SHAPE = (18, 22, 16)
+FAMILIES = ("alff", "fc")
+NAMES = [n for f in FAMILIES for n in pipeline.FAMILY_VARIABLES[f]]
+
+# The pipeline in a child process, slowed down between writing a subject's row and committing
+# it, so that the parent can kill it in exactly that state: some maps committed for a subject,
+# one map's row on disk but not committed, the others not yet written.
+_RUN_SCRIPT = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    import numpy as np
+    from brainarr import pipeline
+
+    marks = pathlib.Path(sys.argv[4])
+
+    def slow_write(store, storage_options, name, index, subject, values):
+        group = pipeline._open_group(store, "r+", storage_options)
+        group[name][index] = values.astype(np.float32)
+        (marks / f"{name}-{index}").touch()  # tell the parent: the row is on disk
+        time.sleep(0.5)  # ... and its commit record not yet
+        state = dict(group.attrs["brainarr"])
+        record = dict(state["derived"][name])
+        record["subjects"] = [*record["subjects"], subject]
+        pipeline._set_derived(group, name, record)
+        (marks / f"{name}-{index}").unlink()  # committed: the window is closed
+
+    pipeline._write_row = slow_write
+    pipeline.run(sys.argv[1], sys.argv[2], output=sys.argv[3], progress=False)
+    """
+)
+
+
+def _config_file(tmp_path: Path) -> Path:
+    cfg = StudyConfig()
+    cfg = dataclasses.replace(
+        cfg,
+        preprocess=dataclasses.replace(cfg.preprocess, discard=4),
+        metrics=dataclasses.replace(cfg.metrics, families=FAMILIES),
+        output=dataclasses.replace(cfg.output, figures=False),
+    )
+    path = tmp_path / "study.toml"
+    path.write_text(cfg.to_toml())
+    return path
+
+
+def _row_digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+
+
+def _derived_records(store: Path) -> dict[str, list[str]] | None:
+    """Committed subjects per derived map, read straight from the group's metadata file."""
+    try:
+        with open(store / "zarr.json") as fh:
+            derived = json.load(fh)["attributes"]["brainarr"]["derived"]
+    except (OSError, ValueError, KeyError):
+        return None  # not written yet, or caught while being rewritten
+    return {name: list(rec["subjects"]) for name, rec in derived.items()}
+
+
+def _written_uncommitted(marks: Path, records: dict[str, list[str]]) -> list[tuple[str, int]]:
+    """(map, row) pairs whose row is on disk and not yet committed.
+
+    The child creates the marker after writing the row and removes it after the commit, so
+    with ``records`` read *before* the markers a marker seen is a row still uncommitted.
+    """
+    found = []
+    for name, subjects in records.items():
+        row = len(subjects)  # subjects are committed in store order
+        if (marks / f"{name}-{row}").exists():
+            found.append((name, row))
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_killed_pipeline_process_keeps_committed_maps_and_resumes(tmp_path):
+    raw = tmp_path / "raw.zarr"
+    sim = simulate_cohort(4, 4, voxel_size=6.0, n_volumes=60, seed=5, effect_size=3.0, shape=SHAPE)
+    io.ingest(sim, str(raw))
+    config = _config_file(tmp_path)
+
+    reference = tmp_path / "reference.zarr"
+    shutil.copytree(raw, reference)
+    expected_run = pipeline.run(config, reference, output=tmp_path / "out-reference", progress=False)
+    expected = open_cohort(reference)
+    subjects = [str(s) for s in expected["subject"].values]
+    digests = {name: [_row_digest(expected[name].isel(subject=i).values) for i in range(8)] for name in NAMES}
+    for name in NAMES:  # the maps are real: finite in the mask, not all equal
+        assert np.isfinite(expected[name].values).any()
+        assert len(set(digests[name])) == len(subjects)
+
+    store = tmp_path / "study.zarr"
+    shutil.copytree(raw, store)
+    out = tmp_path / "out"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN_SCRIPT, str(config), str(store), str(out), str(marks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        caught = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            records = _derived_records(store)
+            if records is not None and set(records) == set(NAMES):
+                n_done = {len(v) for v in records.values()}
+                pending = _written_uncommitted(marks, records)
+                if max(n_done) >= 2 and pending:
+                    caught = pending
+                    break
+            time.sleep(0.01)
+        if caught is None:
+            _, err = proc.communicate(timeout=30) if proc.poll() is not None else (None, b"")
+            pytest.fail(f"never caught the pipeline mid-write (rc {proc.poll()}): {err.decode()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    # the store as the kill left it
+    records = _derived_records(store)
+    assert records is not None and set(records) == set(NAMES)
+    assert all(records[name] == subjects[: len(records[name])] for name in NAMES)
+    assert any(0 < len(v) < len(subjects) for v in records.values())  # the run was not finished
+    pending = _written_uncommitted(marks, records)
+    assert pending, "the kill was expected while a row was written but not committed"
+    raw_group = zarr.open_group(str(store), mode="r")
+    interrupted = open_cohort(store)
+    assert [str(s) for s in interrupted["subject"].values] == subjects
+    for name in NAMES:
+        done = len(records[name])
+        values = interrupted[name].values
+        for i in range(len(subjects)):
+            if i < done:  # committed: the uninterrupted run's map, bit for bit
+                assert _row_digest(values[i]) == digests[name][i], (name, subjects[i])
+            else:  # not committed (written or not): hidden
+                assert np.isnan(values[i]).all(), (name, subjects[i])
+    for name, row in pending:  # the hidden row really is on disk
+        assert np.isfinite(raw_group[name][row]).any()
+
+    # resume: only the uncommitted subjects are computed, and everything ends as uninterrupted
+    resumed = pipeline.run(config, store, output=out, progress=False)
+    for name in NAMES:
+        assert resumed.computed[name] == subjects[len(records[name]) :], name
+    final = open_cohort(store)
+    assert pipeline.derived_state(store).keys() == pipeline.derived_state(reference).keys()
+    for name in NAMES:
+        assert pipeline.derived_state(store)[name]["subjects"] == subjects
+        got = [_row_digest(final[name].isel(subject=i).values) for i in range(len(subjects))]
+        assert got == digests[name], name
+    t_maps = sorted(k for k in expected_run.paths if k.endswith("_t") or k.endswith("_t_grf"))
+    assert len(t_maps) == 2 * (2 + len(StudyConfig().metrics.seeds))  # malff, zalff, zfc per seed
+    for key in t_maps:
+        want = np.asarray(nib.load(expected_run.paths[key]).dataobj)
+        got = np.asarray(nib.load(resumed.paths[key]).dataobj)
+        np.testing.assert_array_equal(got, want, err_msg=key)
+    for key in ("malff", "zalff", "table1"):
+        assert resumed.tables[key].equals(expected_run.tables[key]), key
