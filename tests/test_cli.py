@@ -107,3 +107,18 @@ def test_demo_prints_recovery_summary(tmp_path, capsys):
     assert "false clusters" in out
     assert (tmp_path / "out" / "report.html").exists()
     assert "demo done in" in out
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "report", "simulate", "ingest", "info"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: brainarr {command}")
+    from brainarr.cli import _build_parser
+
+    sub = _build_parser()._subparsers._group_actions[0].choices[command]
+    assert sub.description and len(sub.description) > 30  # says what the command does
+    undocumented = [a.dest for a in sub._actions if a.help is None]
+    assert not undocumented, f"options without help text: {undocumented}"
