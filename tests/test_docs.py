@@ -55,10 +55,6 @@ def test_every_page_is_in_a_toctree():
 
 @pytest.mark.slow
 def test_sphinx_build_has_no_warnings(tmp_path):
-    pytest.importorskip("sphinx")
-    pytest.importorskip("numpydoc")
-    pytest.importorskip("myst_parser")
-    pytest.importorskip("sphinx_autosummary_accessors")
     cmd = [
         sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
         "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html"),

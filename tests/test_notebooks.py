@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import ipykernel  # noqa: F401 - the python3 kernel the notebooks run on
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 

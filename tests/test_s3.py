@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import botocore.session as botocore_session
+import moto.server as moto_server
 import nibabel as nib
 import numpy as np
 import pytest
+import s3fs  # noqa: F401 - the s3:// filesystem of fsspec
 import xarray as xr
 
 from brainarr import io as bio
@@ -14,10 +17,6 @@ from brainarr.cohort import open_cohort
 from brainarr.exceptions import StoreError
 from brainarr.metrics import alff
 from brainarr.testing import make_affine
-
-moto_server = pytest.importorskip("moto.server")
-pytest.importorskip("s3fs")
-botocore_session = pytest.importorskip("botocore.session")
 
 pytestmark = pytest.mark.slow
 

@@ -128,7 +128,8 @@ class TestDegreeCentrality:
 
     @pytest.mark.slow
     def test_distributed(self, cohort, mask, mask_np):
-        distributed = pytest.importorskip("distributed")
+        import distributed
+
         with (
             distributed.LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
