@@ -64,6 +64,7 @@ def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
     )
     gm_np = gm.compute()
     print(f"maps {maps.shape}, mask voxels {int(gm_np.sum())}, threads {dask.system.CPU_COUNT}")
+    lazy = maps  # simulated where computed: on the workers of a cluster
     maps = step("simulate the 63 maps (not part of the analysis)", lambda: maps.persist())
     t_glm = time.perf_counter()
     res = step("ttest2 (graph)", lambda: bs.ttest2(maps, groups=("patient", "control"), mask=gm_np))
@@ -90,12 +91,18 @@ def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
         print(f"  {(time.perf_counter() - t0) / k:.3f} s per permutation", flush=True)
     module._GRAPH_MIN_VOXELS = default_min
     for n_workers in workers:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster, wait
 
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True) as cluster, Client(cluster):
-            tfce_run(mem, gm_np, 2 * n_workers)  # warm up the workers
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+            # the maps live on the workers, as when they are read from a store by the workers
+            on_cluster = c.persist(lazy)
+            wait(on_cluster)
+            tfce_run(on_cluster, gm_np, 2 * n_workers)  # warm up the workers
             t0 = time.perf_counter()
-            step(f"permutation tfce, {n_tfce} perms, {n_workers} worker(s)", lambda: tfce_run(mem, gm_np, n_tfce))
+            step(
+                f"permutation tfce, {n_tfce} perms, {n_workers} worker(s)",
+                lambda on_cluster=on_cluster: tfce_run(on_cluster, gm_np, n_tfce),
+            )
             per = (time.perf_counter() - t0) / n_tfce
             print(f"  {per:.3f} s per permutation; 5000 permutations ~ {5000 * per / 60:.1f} min", flush=True)
     print("load average", os.getloadavg())

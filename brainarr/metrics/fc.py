@@ -119,8 +119,9 @@ def seed_fc(
                 + (" inside the mask" if mask is not None else "")
                 + f" on the grid of {describe(bold)}"
             )
-    weights = (masks.astype(np.float64) / counts).astype(np.float64)
-    series = xr.dot(weights, prepared.astype(np.float64), dim=list(SPATIAL))
+    # The boolean masks go into the graph as they are (1 byte per voxel and seed, not 8 for
+    # float weights): the sum over the seed's voxels is divided by the count afterwards.
+    series = xr.dot(masks, prepared.astype(np.float64), dim=list(SPATIAL)) / counts
     lead = [d for d in prepared.dims if d not in (*SPATIAL, TIME)]
     series = series.transpose(*lead, SEED, TIME)
     if dask.is_dask_collection(series.data):
