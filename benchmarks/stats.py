@@ -1,10 +1,14 @@
 """Benchmark the group statistics at the study's size (63 subjects, 61 x 73 x 61 grid, 3 mm).
 
-Run: ``python benchmarks/stats.py [n_perm] [--tfce N] [--workers 1 2]``. Prints wall time and
+Run: ``python benchmarks/stats.py [n_perm] [--tfce N] [--direct N] [--workers 1 2 [--worker-perms N]]``.
+Prints wall time and
 peak resident memory per step: the GLM and GRF steps, the voxel and cluster-mass permutation
 tests, the TFCE permutation test with labelling at every height and with the incremental graph
 method (per permutation), and, with ``--workers``, the TFCE test on a
-``distributed.LocalCluster`` of that many single-threaded worker processes.
+``distributed.LocalCluster`` of that many single-threaded worker processes. A count of 0
+skips that step; the paper-size measurement is::
+
+    python benchmarks/stats.py 0 --tfce 5000 --direct 0
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def step(name, fn):
     return out
 
 
-def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
+def main(n_perm: int = 200, *, n_tfce: int = 200, n_direct: int | None = None, workers=(), worker_perms=None) -> None:
     grid = ba.datasets.study_grid()
     gm = ba.datasets.gm_mask(like=grid)
     rng = np.random.default_rng(0)
@@ -76,20 +80,22 @@ def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
     step("cluster_table", lambda: bs.cluster_table(g))
     print(f"{'GLM + GRF + cluster table, total':<40s} {time.perf_counter() - t_glm:8.2f} s", flush=True)
     mem = maps
-    for stat in ("voxel", "cluster_mass"):
+    for stat in ("voxel", "cluster_mass") if n_perm else ():
         step(
             f"permutation {stat}, {n_perm} perms",
             lambda stat=stat: bs.permutation(mem, mask=gm_np, n_perm=n_perm, stat=stat).compute(),
         )
     module = importlib.import_module("brainarr.stats.permutation")
     default_min = module._GRAPH_MIN_VOXELS
-    runs = (("labelling every height", 10**12, max(2, n_tfce // 10)), ("incremental graph", default_min, n_tfce))
-    for label, min_voxels, k in runs:
+    n_direct = max(2, n_tfce // 10) if n_direct is None else n_direct
+    runs = (("labelling every height", 10**12, n_direct), ("incremental graph", default_min, n_tfce))
+    for label, min_voxels, k in [r for r in runs if r[2] > 0]:
         module._GRAPH_MIN_VOXELS = min_voxels
         t0 = time.perf_counter()
         step(f"permutation tfce, {k} perms, {label}", lambda k=k: tfce_run(mem, gm_np, k))
         print(f"  {(time.perf_counter() - t0) / k:.3f} s per permutation", flush=True)
     module._GRAPH_MIN_VOXELS = default_min
+    worker_perms = n_tfce if worker_perms is None else worker_perms
     for n_workers in workers:
         from distributed import Client, LocalCluster, wait
 
@@ -100,10 +106,10 @@ def main(n_perm: int = 200, *, n_tfce: int = 200, workers=()) -> None:
             tfce_run(on_cluster, gm_np, 2 * n_workers)  # warm up the workers
             t0 = time.perf_counter()
             step(
-                f"permutation tfce, {n_tfce} perms, {n_workers} worker(s)",
-                lambda on_cluster=on_cluster: tfce_run(on_cluster, gm_np, n_tfce),
+                f"permutation tfce, {worker_perms} perms, {n_workers} worker(s)",
+                lambda on_cluster=on_cluster: tfce_run(on_cluster, gm_np, worker_perms),
             )
-            per = (time.perf_counter() - t0) / n_tfce
+            per = (time.perf_counter() - t0) / worker_perms
             print(f"  {per:.3f} s per permutation; 5000 permutations ~ {5000 * per / 60:.1f} min", flush=True)
     print("load average", os.getloadavg())
 
@@ -116,7 +122,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("n_perm", nargs="?", type=int, default=200, help="voxel and cluster-mass permutations")
     parser.add_argument("--tfce", type=int, default=200, help="TFCE permutations (graph method)")
+    parser.add_argument("--direct", type=int, default=None, help="TFCE permutations labelling every height")
     parser.add_argument("--workers", type=int, nargs="*", default=[], help="LocalCluster sizes to time")
+    parser.add_argument("--worker-perms", type=int, default=None, help="TFCE permutations on each cluster")
     args = parser.parse_args()
     print("load average", os.getloadavg())
-    main(args.n_perm, n_tfce=args.tfce, workers=args.workers)
+    main(args.n_perm, n_tfce=args.tfce, n_direct=args.direct, workers=args.workers, worker_perms=args.worker_perms)
