@@ -33,16 +33,18 @@ For subject :math:`s`, voxel :math:`v` and volume :math:`t`,
   carry almost no network signal) and
   :math:`c_{sr}` its low-frequency (0.01-0.08 Hz) time course in percent signal change: a mix of
   its network's shared signal and a private regional signal, with subject-specific amplitudes
-  (log-normal) and couplings. Networks: sensorimotor, cerebellar, thalamic, default mode and
-  visual.
+  (log-normal) and couplings, times the subject's smooth voxelwise gain (individual topography:
+  without it every between-subject difference would be uniform over a whole region, and a
+  chance group difference of one region would stand out as a whole-region cluster). Networks:
+  sensorimotor, cerebellar, thalamic, default mode and visual.
 - :math:`\eta_s` is spatially smooth noise (white noise smoothed with a Gaussian of
   ``noise_fwhm`` mm and rescaled to unit variance) with a 1/f-like temporal spectrum (the sum of
   an AR(1) with :math:`\phi = 0.4` and one with :math:`\phi = 0.9`); :math:`\epsilon_s` is
   spatially and temporally white (thermal) noise.
 
-Group effects are planted in the coefficients :math:`c_{sr}` (see ``PLANTED``); every effect is
-a shift of ``effect`` between-subject standard deviations of the generating quantity (log
-amplitude or coupling), i.e. a Cohen's *d* on that quantity.
+Group effects are planted in the coefficients :math:`c_{sr}` (see ``PLANTED``): a shift of a
+generating quantity (log amplitude or coupling) by ``effect`` units (see
+:func:`simulate_cohort`, Notes).
 
 Determinism and laziness
 ------------------------
@@ -135,11 +137,12 @@ _REFERENCES = (
 _TILE = 8  # edge (voxels) of the noise lattice tiles
 _TIME_SLAB = 32  # volumes drawn at once from a tile's stream
 _TILE_OFFSET = 1 << 20  # keeps tile indices non-negative in seed entropy
-_TAG_PHENO, _TAG_SUBJECT, _TAG_SMOOTH, _TAG_WHITE = 11, 12, 13, 14
+_TAG_PHENO, _TAG_SUBJECT, _TAG_SMOOTH, _TAG_WHITE, _TAG_TOPOGRAPHY = 11, 12, 13, 14, 15
 
 # Amplitudes, in percent of the local baseline unless said otherwise.
 _NET_AMP = 2.0  # SD of a region's low-frequency signal
-_LOG_AMP_SD = 0.25  # between-subject SD of a region's log amplitude
+_LOG_AMP_SD = 0.08  # between-subject SD of a region's log amplitude
+_LOG_AMP_EFFECT = 0.25  # log-amplitude change of a planted ALFF effect of 1
 _NET_COUPLING = 0.85  # correlation of a region's signal with its network's signal
 _SMOOTH_NOISE = 1.0  # SD of the spatially smooth 1/f noise
 _WHITE_NOISE = 0.8  # SD of the white (thermal) noise
@@ -149,6 +152,8 @@ _GLOBAL_AMP = 0.3
 _HUB_COUPLING = 0.15  # typical correlation of a region with another network's signal (FC/DC)
 _HUB_SD = 0.3  # its between-subject SD on the Fisher-z scale
 _DECOUPLING_SD = 0.35  # between-subject SD of atanh(network coupling) for decoupled regions
+_TOPOGRAPHY_SD = 0.35  # between-subject SD of the voxelwise gain of the network signals
+_TOPOGRAPHY_FWHM = 8.0  # mm, smoothness of that gain (individual functional topography)
 _AR_PHIS = (0.4, 0.9)
 _AR_WEIGHTS = (0.8, 0.6)
 _TISSUE_THRESHOLD = 0.9  # WM/CSF masks: nearly pure tissue (no grey-matter voxel at 0.2)
@@ -315,8 +320,8 @@ def _subject_design(
     coef[1:7] = motion.T
     resp = _band_limited(rng, n, tr, 1, (0.1, 0.3))[0]
     coef[7] = _PHYSIO_AMP * (0.7 * _ar1(rng, n, 0.6, 1)[0] + 0.7 * resp)
-    coef[9] = math.exp(rng.normal(0, 0.1))  # subject's smooth-noise scale
-    coef[10] = math.exp(rng.normal(0, 0.1))  # subject's white-noise scale
+    coef[9] = math.exp(rng.normal(0, 0.05))  # subject's smooth-noise scale
+    coef[10] = math.exp(rng.normal(0, 0.05))  # subject's white-noise scale
 
     # network and global signals are mutually uncorrelated (orthonormalised), so that
     # between-network coupling comes only from the planted weights, not from chance
@@ -343,7 +348,7 @@ def _subject_design(
         shift = g * sign * eff["effect"] * effect_size
         region, metric = eff["region"], eff["metric"]
         if metric == "alff":
-            log_amp[region] += _LOG_AMP_SD * shift
+            log_amp[region] += _LOG_AMP_EFFECT * shift
         elif metric == "fc" or (metric == "dc" and sign > 0):
             # coupling to another network: the seed's (FC), or the large sensorimotor network,
             # which makes the region a hub (DC); FC and DC of one region share one coupling
@@ -525,17 +530,24 @@ def _time_slabs(n: int) -> list[slice]:
 
 
 def _smooth_noise(
-    seed: int, subject: int, lo: Sequence[int], hi: Sequence[int], n: int, weights: np.ndarray
+    seed: int,
+    subject: int,
+    lo: Sequence[int],
+    hi: Sequence[int],
+    n: int,
+    weights: np.ndarray,
+    tag: int = _TAG_SMOOTH,
 ) -> np.ndarray:
     """Unit-variance, spatially smooth white noise on voxels ``[lo, hi)``, shape ``(..., n)``.
 
-    Each tile of the lattice has one random stream, consumed in fixed slabs of ``_TIME_SLAB``
-    volumes, so the noise is built and smoothed slab by slab with a small working set.
+    Each tile of the lattice has one random stream (per ``tag``), consumed in fixed slabs of
+    ``_TIME_SLAB`` volumes, so the noise is built and smoothed slab by slab with a small
+    working set.
     """
     h = (len(weights) - 1) // 2
     ext_lo, ext_hi = [a - h for a in lo], [b + h for b in hi]
     tiles = list(_tile_range(ext_lo, ext_hi))
-    rngs = [_tile_rng(seed, subject, _TAG_SMOOTH, tile) for tile, _, _ in tiles]
+    rngs = [_tile_rng(seed, subject, tag, tile) for tile, _, _ in tiles]
     out = np.empty((*(b - a for a, b in zip(lo, hi, strict=True)), n), np.float32)
     ext_shape = tuple(b - a for a, b in zip(ext_lo, ext_hi, strict=True))
     for slab in _time_slabs(n):
@@ -578,7 +590,9 @@ def _colour_inplace(x: np.ndarray, rows: int = 4) -> None:
         block[...] = acc
 
 
-def _bold_block(subj, xi, yi, zi, dense, coef, regions, *, seed: int, weights: np.ndarray) -> np.ndarray:
+def _bold_block(
+    subj, xi, yi, zi, dense, coef, regions, *, seed: int, weights: np.ndarray, topography: np.ndarray
+) -> np.ndarray:
     """One chunk ``(1, cx, cy, cz, time)`` of simulated BOLD; depends only on the voxel indices."""
     s = int(subj[0])
     lo = [int(xi[0]), int(yi[0]), int(zi[0])]
@@ -595,7 +609,9 @@ def _bold_block(subj, xi, yi, zi, dense, coef, regions, *, seed: int, weights: n
         block = out[i : i + rows]
         for k in range(9):
             block += dense[k, i : i + rows, ..., None] * coef[k]
-    # network regions: sparse boxes
+    # network regions: sparse boxes, times the subject's smooth gain field (its own topography)
+    gain = _smooth_noise(seed, s, lo, hi, 1, topography, tag=_TAG_TOPOGRAPHY)[..., 0]
+    gain = np.maximum(1.0 + _TOPOGRAPHY_SD * gain, 0.0, dtype=np.float32)
     for r, (origin, arr) in enumerate(regions):
         src, dst = [], []
         for o, m, a, b in zip(origin, arr.shape, lo, hi, strict=True):
@@ -605,7 +621,7 @@ def _bold_block(subj, xi, yi, zi, dense, coef, regions, *, seed: int, weights: n
             src.append(slice(s0 - o, s1 - o))
             dst.append(slice(s0 - a, s1 - a))
         else:
-            out[tuple(dst)] += arr[tuple(src)][..., None] * coef[_N_DENSE + r]
+            out[tuple(dst)] += (arr[tuple(src)] * gain[tuple(dst)])[..., None] * coef[_N_DENSE + r]
     # white (thermal) noise, tile by tile
     sd_white = dense[10] * coef[10, 0]
     for tile, src, dst in _tile_range(lo, hi):
@@ -724,7 +740,7 @@ def simulate_cohort(
     .. math::
 
         y_s(v, t) = B(v)(1 + d_s(t)) + \sum_{j=1}^{6} G_j(v)\, m_{sj}(t) + P(v)\, p_s(t)
-            + \Gamma(v)\, g_s(t) + \sum_r R_r(v)\, c_{sr}(t)
+            + \Gamma(v)\, g_s(t) + \sum_r R_r(v)\, a_s(v)\, c_{sr}(t)
             + \sigma_S(v)\, k_s\, \eta_s(v, t) + \sigma_W(v)\, w_s\, \epsilon_s(v, t)
 
     with :math:`B` the tissue baseline and :math:`d_s` a scanner drift; :math:`G_j` the
@@ -735,22 +751,32 @@ def simulate_cohort(
     signal mostly in WM/CSF; :math:`\Gamma` a weak global grey-matter signal; :math:`R_r` the
     soft AAL region :math:`r` (grey matter only) and :math:`c_{sr}` its 0.01-0.08 Hz signal (percent change), a mix
     of its network's signal (correlation 0.85) and a private one (Biswal et al., 1995);
+    :math:`a_s(v) = \max(0, 1 + 0.35 f_s(v))` the subject's own topography, :math:`f_s` a
+    unit-variance Gaussian field of 8 mm FWHM (individual networks differ in their spatial
+    layout: Gordon et al., 2017);
     :math:`\eta_s` Gaussian-smoothed noise (``noise_fwhm``) with a 1/f-like spectrum (AR(1)
     :math:`\phi=0.4` plus :math:`\phi=0.9`) (Zarahn et al., 1997); :math:`\epsilon_s` white
-    noise. Subjects differ in every random draw and in their network amplitudes (log-normal,
-    SD 0.25) and noise levels.
+    noise. Subjects differ in every random draw, in their network amplitudes (log-normal, SD
+    0.15 of the log amplitude of a region, shared in part by its network), their noise levels
+    and their topography :math:`a_s`. The topography makes a subject's deviation vary within a
+    region, as it does in real data; without it a chance group difference of one region's
+    amplitude would be uniform over the region and show as a whole-region cluster far more
+    often than cluster-level inference allows for.
 
     Planted effects (``attrs["planted"]``) shift, in patients, a generating quantity by
-    ``effect`` of its between-subject SDs (a Cohen's *d* on that quantity):
+    ``effect`` units:
 
-    - ALFF: the log amplitude of the region's signal (SD 0.25); the ReHo decrease in postcentral
+    - ALFF: the log amplitude of the region's signal, by 0.25 per unit (the region's
+      between-subject SD is 0.15 and the topography adds about 0.35 at each voxel, so one unit
+      is about 0.65 of the between-subject SD at a voxel); the ReHo decrease in postcentral
       cortex follows from the lower amplitude of its shared (spatially coherent) signal;
     - FC: the Fisher-z correlation :math:`\operatorname{atanh} h` (typical :math:`h = 0.15`,
-      SD 0.3) of the region's signal with the seed's network signal, the region's signal
+      between-subject SD 0.3; 0.3 per unit, a Cohen's *d*) of the region's signal with the seed's network signal, the region's signal
       becoming :math:`\sqrt{1 - h^2}\, c_{sr} + h\, u_{\text{net}}`;
     - DC increase: the same coupling, to the large sensorimotor network, which makes the region
       a hub (FC and DC of one region share one coupling);
-    - DC decrease: the Fisher-z coupling (typical 0.85, SD 0.35) of the region with its own
+    - DC decrease: the Fisher-z coupling (typical 0.85, between-subject SD 0.35; 0.35 per
+      unit) of the region with its own
       network, the lost part replaced by a private signal of equal power (ALFF unchanged).
 
     Each planted effect also lists, under ``implied``, the group differences it necessarily
@@ -794,6 +820,9 @@ def simulate_cohort(
 
     Zarahn E, Aguirre GK, D'Esposito M. Empirical analyses of BOLD fMRI statistics. I. Spatially
     unsmoothed data collected under null-hypothesis conditions. NeuroImage 1997;5:179-197.
+
+    Gordon EM, Laumann TO, Gilmore AW, et al. Precision functional mapping of individual human
+    brains. Neuron 2017;95:791-807.
 
     Examples
     --------
@@ -849,7 +878,7 @@ def simulate_cohort(
     offsets = [np.arange(c.start, c.stop) for c in crop]  # full-grid voxel indices keep crops consistent
     region_delayed = dask.delayed(static["regions"], pure=True, traverse=False)
     token = dask.base.tokenize(seed, voxel_size, n_volumes, tr, effect_size, n_patients, n_controls, n_movers,
-                               noise_fwhm, crop, normal)  # fmt: skip
+                               noise_fwhm, crop, normal, _TOPOGRAPHY_SD, _TOPOGRAPHY_FWHM, _LOG_AMP_SD)  # fmt: skip
     data = da.blockwise(
         _bold_block,
         "sxyzt",
@@ -869,6 +898,7 @@ def simulate_cohort(
         None,
         seed=seed,
         weights=_kernel(voxel_size, noise_fwhm),
+        topography=_kernel(voxel_size, _TOPOGRAPHY_FWHM),
         dtype=np.float32,
         concatenate=True,
         meta=np.empty((0,) * 5, np.float32),

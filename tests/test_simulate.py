@@ -222,6 +222,42 @@ class TestPlanted:
             assert abs(stats.ttest_ind(values[patient], values[~patient]).statistic) < 3.5, key
 
 
+def _within_region_share(cohort, regions):
+    """Per region: share of the voxels' between-subject variance of log in-band amplitude that
+    is not the region's mean deviation (0: every subject deviates uniformly over the region)."""
+    atlas = bd.aal(bd.study_grid(3.0)).sel(x=cohort.x, y=cohort.y, z=cohort.z).values
+    lookup = {name: label for label, name in bd.aal_labels()["name"].items()}
+    n = cohort.sizes["time"]
+    freqs = np.fft.rfftfreq(n, cohort.attrs["tr"])
+    band = (freqs >= 0.01) & (freqs <= 0.08)
+    bold = cohort.bold.values.astype(float)
+    out = []
+    for region in regions:
+        vox = (atlas == lookup[region]) & cohort.mask.values
+        y = bold[:, vox, :]
+        y = y - y.mean(axis=-1, keepdims=True)
+        log_amp = np.log(np.abs(np.fft.rfft(y, axis=-1))[..., band].mean(axis=-1))  # (subject, voxel)
+        dev = log_amp - log_amp.mean(axis=0)
+        within = dev - dev.mean(axis=1, keepdims=True)
+        out.append(within.var() / dev.var())
+    return np.array(out)
+
+
+@pytest.mark.slow
+def test_subject_deviations_vary_within_regions(monkeypatch):
+    """Individual topography: a subject's network amplitude is not uniform over a region."""
+    import brainarr._simulate as sim
+
+    kwargs = {"voxel_size": 3.0, "n_volumes": 128, "shape": (21, 21, 15), "seed": 2, "effect_size": 0.0}
+    regions = ("Thalamus_L", "Thalamus_R")
+    with_topography = _within_region_share(simulate_cohort(10, 10, **kwargs), regions)
+    monkeypatch.setattr(sim, "_TOPOGRAPHY_SD", 0.0)
+    uniform = _within_region_share(simulate_cohort(10, 10, **kwargs), regions)
+    # without the topography only the noise varies within a region; with it, the part of a
+    # subject's deviation shared by the whole region is at most half of what it was
+    assert ((1 - with_topography) < 0.5 * (1 - uniform)).all(), (with_topography, uniform)
+
+
 def bd_networks():
     from brainarr._simulate import NETWORKS
 
