@@ -771,8 +771,8 @@ def simulate_cohort(
       is about 0.65 of the between-subject SD at a voxel); the ReHo decrease in postcentral
       cortex follows from the lower amplitude of its shared (spatially coherent) signal;
     - FC: the Fisher-z correlation :math:`\operatorname{atanh} h` (typical :math:`h = 0.15`,
-      between-subject SD 0.3; 0.3 per unit, a Cohen's *d*) of the region's signal with the seed's network signal, the region's signal
-      becoming :math:`\sqrt{1 - h^2}\, c_{sr} + h\, u_{\text{net}}`;
+      between-subject SD 0.3; 0.3 per unit, a Cohen's *d*) of the region's signal with the
+      seed's network signal, the region's signal becoming :math:`\sqrt{1 - h^2}\, c_{sr} + h\, u_{\text{net}}`;
     - DC increase: the same coupling, to the large sensorimotor network, which makes the region
       a hub (FC and DC of one region share one coupling);
     - DC decrease: the Fisher-z coupling (typical 0.85, between-subject SD 0.35; 0.35 per
