@@ -68,6 +68,7 @@ def _metrics(bold: xr.DataArray, mask: xr.DataArray) -> xr.Dataset:
 @pytest.mark.timeout(120)
 def test_worker_killed_mid_computation_result_unchanged():
     import distributed
+
     cohort = _cohort()
     mask = cohort["mask"]
     expected = _metrics(cohort["bold"].chunk({"subject": 1, "x": 5, "y": 4}), mask)
