@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from brainarr._core.dims import SPATIAL, TIME
+from brainarr._core.docs import fill_doc
 from brainarr._core.validation import describe, get_affine
 from brainarr.exceptions import DimensionError
 from brainarr.io import to_nifti_image
@@ -217,6 +218,7 @@ def _colorbar(
 # --------------------------------------------------------------------------- montage
 
 
+@fill_doc
 def montage(
     t_map: xr.DataArray | xr.Dataset,
     *,
@@ -251,8 +253,7 @@ def montage(
         Slices per row.
     vmax : float, optional
         Top of the symmetric colour scale; default the largest ``|t|``.
-    title : str, optional
-        Figure title.
+    %(title)s
     bg_img : DataArray, nibabel image or file name, optional
         Background; default nilearn's MNI152 template at 2 mm.
     cmap : "study", a matplotlib colormap or its name (e.g. ``"cold_hot"``), default "study"
@@ -264,12 +265,9 @@ def montage(
         Black figure background (white otherwise).
     label : str, default "t"
         Colour-bar label.
-    figure : matplotlib.figure.Figure, optional
-        Draw into this (empty) figure instead of a new one.
-    path : str or path-like, optional
-        Also save the figure there (see :func:`save_figure`).
-    dpi : float, default 150
-        Resolution when saving a raster format.
+    %(figure)s
+    %(path)s
+    %(dpi)s
 
     Returns
     -------
@@ -439,6 +437,7 @@ def _cluster_nodes(result: Any, *, func: str) -> pd.DataFrame:
     return table
 
 
+@fill_doc
 def glass_brain(
     seed: xr.DataArray | Sequence[float],
     result: pd.DataFrame | xr.Dataset | xr.DataArray,
@@ -466,8 +465,7 @@ def glass_brain(
     views : sequence of {"l", "r", "x", "y", "z"}, default ("l", "z", "r")
         Views from the left, the top and the right, as nilearn's ``display_mode`` letters.
         The ``"l"`` and ``"r"`` views show the nodes of that hemisphere.
-    title : str, optional
-        Figure title.
+    %(title)s
     seed_size : float, default 160
         Marker area of the seed (points²).
     max_node_size : float, default 220
@@ -475,12 +473,9 @@ def glass_brain(
         proportional to size, at least a fifth of this).
     legend : bool, default True
         Add a legend of the node colours.
-    figure : matplotlib.figure.Figure, optional
-        Draw into this figure.
-    path : str or path-like, optional
-        Also save the figure (see :func:`save_figure`).
-    dpi : float, default 150
-        Resolution when saving a raster format.
+    %(figure)s
+    %(path)s
+    %(dpi)s
 
     Returns
     -------
@@ -555,6 +550,7 @@ def glass_brain(
 # --------------------------------------------------------------------------- QC
 
 
+@fill_doc
 def carpet(
     bold: xr.DataArray,
     mask: xr.DataArray | None = None,
@@ -572,14 +568,10 @@ def carpet(
         One subject's series with ``attrs["affine"]`` and ``attrs["tr"]`` (s).
     mask : xarray.DataArray (x, y, z) of bool, optional
         Voxels to show; default every voxel whose series is not constant.
-    title : str, optional
-        Figure title.
-    figure : matplotlib.figure.Figure, optional
-        Draw into this figure.
-    path : str or path-like, optional
-        Also save the figure (see :func:`save_figure`).
-    dpi : float, default 150
-        Resolution when saving a raster format.
+    %(title)s
+    %(figure)s
+    %(path)s
+    %(dpi)s
 
     Returns
     -------
@@ -619,6 +611,7 @@ def carpet(
     return fig
 
 
+@fill_doc
 def motion(
     confounds: xr.DataArray,
     *,
@@ -639,14 +632,10 @@ def motion(
     fd_threshold : float or None, default 0.5
         Draw this framewise-displacement limit (mm) as a dashed line (Power et al. 2012 used
         0.5 mm); None draws none.
-    title : str, optional
-        Figure title.
-    figure : matplotlib.figure.Figure, optional
-        Draw into this figure.
-    path : str or path-like, optional
-        Also save the figure (see :func:`save_figure`).
-    dpi : float, default 150
-        Resolution when saving a raster format.
+    %(title)s
+    %(figure)s
+    %(path)s
+    %(dpi)s
 
     Returns
     -------
