@@ -433,6 +433,35 @@ def _implied(effect: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+#: ``region`` of a consequence that may appear anywhere in the brain.
+ANYWHERE = "*"
+
+
+def _normalisation(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The consequence of ``effect`` for the mean-normalised maps of its metric (ALFF, ReHo).
+
+    The study's ALFF and ReHo maps are divided by (or z-scored with) the subject's whole-brain
+    mean. When the planted effects of a metric change that mean on balance (weighted by the
+    regions' signal weight), every other voxel moves the other way relative to it. The effects
+    whose sign is that of the balance list it, as a change of the opposite sign ``ANYWHERE``.
+    """
+    metric = effect["metric"]
+    if metric not in ("alff", "reho"):
+        return []
+    names = _region_names()
+    weight = {name: float(arr.sum()) for name, (_, arr) in zip(names, static["regions"], strict=True)}
+    balance = sum(
+        (1.0 if e["direction"] == "increase" else -1.0) * e["effect"] * weight[e["region"]]
+        for e in PLANTED
+        if e["metric"] == metric
+    )
+    sign = 1.0 if effect["direction"] == "increase" else -1.0
+    if balance == 0 or sign * balance < 0:
+        return []
+    other = "decrease" if balance > 0 else "increase"
+    return [{"region": ANYWHERE, "metric": metric, "seed": None, "direction": other}]
+
+
 def _seed_network(region: str) -> str:
     for net, members in NETWORKS.items():
         if region in members:
@@ -787,8 +816,12 @@ def simulate_cohort(
     region's FC with every seed of that network, its DC and the DC of that network's members,
     and lowers its FC and DC within its own network; a decoupling (DC decrease) lowers the
     region's FC with its network's seeds, its FC as a seed with the network and its hubs, and the
-    DC of the other members. :func:`brainarr.pipeline.recovery` counts clusters matching them
-    as implied rather than false.
+    DC of the other members. The study's ALFF and ReHo maps are relative to the subject's
+    whole-brain mean (mALFF, zALFF, smReHo): the planted decreases in the large postcentral
+    regions lower the patients' mean, so every other voxel of those maps rises a little in
+    patients; the ALFF and ReHo decreases list this as an increase with region ``"*"``
+    (anywhere). :func:`brainarr.pipeline.recovery` counts clusters matching them as implied
+    rather than false.
 
     The network signal :math:`R_r` is restricted to grey matter (1 % of :math:`B` times the soft
     region times :math:`\min(1, 2 p_{GM})`) and ``wm_mask``/``csf_mask`` are nearly pure tissue
@@ -957,7 +990,7 @@ def simulate_cohort(
         )
     ds = xr.Dataset({"bold": bold, "confounds": confounds, **masks}, coords=sub_coords)
     planted = [
-        {**eff, "effect": float(eff["effect"] * effect_size), "implied": _implied(eff)}
+        {**eff, "effect": float(eff["effect"] * effect_size), "implied": _implied(eff) + _normalisation(eff, static)}
         for eff in PLANTED
         if effect_size != 0
     ]

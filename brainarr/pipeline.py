@@ -819,7 +819,7 @@ def _variants_of(effect: Mapping[str, Any]) -> list[str]:
 
 
 def _covers(row: pd.Series, region: str) -> bool:
-    if row["region"] == region:
+    if region == "*" or row["region"] == region:  # "*": anywhere (simulate_cohort's ANYWHERE)
         return True
     covered = [part.rsplit(" (", 1)[0].strip() for part in str(row.get("regions", "")).split(";")]
     return region in covered

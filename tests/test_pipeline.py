@@ -336,3 +336,33 @@ def test_recovery_separates_recovered_implied_and_false():
     _, false3 = pipeline.recovery(tables, bare)
     assert len(false3) == 6
     assert (false3["related"] == "").sum() == 5  # the Crus1_L FC cluster lies in a planted DC region
+
+
+def test_recovery_anywhere_consequence():
+    """A consequence with region "*" (mean normalisation) matches its sign in any region."""
+    planted = [
+        {
+            "region": "Postcentral_L",
+            "metric": "alff",
+            "seed": None,
+            "direction": "decrease",
+            "implied": [{"region": "*", "metric": "alff", "seed": None, "direction": "increase"}],
+        }
+    ]
+    tables = {
+        "malff": _clusters(
+            ("Postcentral_L", 40, -5.0, -42, -30, 54, "Postcentral_L (40)", "main"),  # recovered
+            ("Temporal_Mid_R", 5, 3.4, 60, -30, -6, "Temporal_Mid_R (5)", "main"),  # implied: anywhere, up
+            ("Amygdala_R", 4, -3.3, 24, 0, -18, "Amygdala_R (4)", "main"),  # wrong sign: false
+        ),
+        "zfc_Postcentral_L": _clusters(
+            ("Temporal_Mid_R", 7, 3.6, 60, -30, -6, "Temporal_Mid_R (7)", "main"),  # other metric: false
+        ),
+    }
+    effects, implied, false = pipeline.recovery(tables, planted, implied=True)
+    assert effects["recovered"].tolist() == [True]
+    assert implied[["variant", "region"]].values.tolist() == [["malff", "Temporal_Mid_R"]]
+    assert sorted(zip(false["variant"], false["region"], strict=True)) == [
+        ("malff", "Amygdala_R"),
+        ("zfc_Postcentral_L", "Temporal_Mid_R"),
+    ]

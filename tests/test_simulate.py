@@ -142,6 +142,10 @@ class TestPlanted:
             assert len(keys) == len(set(keys)), p
             assert (p["region"], p["metric"], p["seed"], p["direction"]) not in keys
             for region, metric, seed, direction in keys:
+                if region == "*":  # mean normalisation: the rest of the brain moves the other way
+                    assert (metric, seed, direction) == (p["metric"], None, "increase"), p
+                    assert p["metric"] in {"alff", "reho"} and p["direction"] == "decrease"
+                    continue
                 assert region in names and metric in {"alff", "reho", "fc", "dc"}
                 assert direction in {"increase", "decrease"}
                 assert seed in names if metric == "fc" else seed is None
@@ -152,6 +156,12 @@ class TestPlanted:
         }
         assert {("Postcentral_L", "reho", None, "decrease"), ("Postcentral_L", "dc", None, "decrease")} <= alff
         assert ("Postcentral_L", "fc", "Precentral_R", "decrease") in alff
+        # the two large postcentral decreases outweigh the cerebellar increase in the brain mean
+        assert ("*", "alff", None, "increase") in alff
+        cerebellum = by_key["alff", "Cerebelum_9_R"]["implied"]
+        assert all(q["region"] != "*" for q in cerebellum)
+        reho = by_key["reho", "Postcentral_R"]["implied"]
+        assert {"region": "*", "metric": "reho", "seed": None, "direction": "increase"} in reho
         # the cerebellar hub raises the DC of every sensorimotor region and its FC with every seed
         hub = {
             (q["region"], q["metric"], q["seed"], q["direction"]) for q in by_key["dc", "Cerebelum_Crus1_L"]["implied"]
