@@ -255,7 +255,8 @@ def _demo(args) -> None:
     if len(implied):
         print(
             f"{len(implied)} further cluster(s) are consequences the simulator documents for the planted "
-            "effects (e.g. a region coupled to the sensorimotor network also gains degree centrality there)"
+            "effects (e.g. a region coupled to the sensorimotor network also gains degree centrality there, "
+            "and mean-normalised maps rise elsewhere when planted decreases lower the brain mean)"
         )
     if len(false):
         n_related = int((false["related"] != "").sum())
