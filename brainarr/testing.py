@@ -12,10 +12,18 @@ import dask
 import numpy as np
 import xarray as xr
 
-from brainarr._core.dims import SPATIAL, TIME
+from brainarr._core.dims import SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import spatial_coords
 
-__all__ = ["CountingScheduler", "assert_lazy", "make_affine", "make_bold", "raise_if_dask_computes"]
+__all__ = [
+    "CountingScheduler",
+    "assert_lazy",
+    "make_affine",
+    "make_bold",
+    "make_maps",
+    "raise_if_dask_computes",
+    "sigkill_when",
+]
 
 
 class CountingScheduler:
@@ -128,3 +136,98 @@ def make_bold(
     if chunks is not None:
         da = da.chunk(chunks)
     return da
+
+
+def make_maps(
+    values: np.ndarray,
+    *,
+    affine: np.ndarray | list | None = None,
+    chunks: dict | None = None,
+    name: str = "alff",
+    **subject_coords,
+) -> xr.DataArray:
+    """Build subject maps ``(subject, x, y, z)`` for tests, as read from a cohort store.
+
+    Parameters
+    ----------
+    values : ndarray (n, x, y, z)
+        One map per subject.
+    affine : array (4, 4), optional
+        Defaults to :func:`make_affine` with 3 mm voxels.
+    chunks : dict, optional
+        If given, the data (not the coordinates) are dask-backed with these chunks.
+    name : str
+        Name of the DataArray.
+    **subject_coords
+        Subject coordinates (``group=[...]``, ``age=[...]``, ...), one value per subject.
+
+    Returns
+    -------
+    xarray.DataArray
+        Subjects ``sub-00``, ``sub-01``, ...; coords ``x, y, z`` (mm); attrs ``affine``,
+        ``source``, ``units``.
+    """
+    values = np.asarray(values)
+    affine = make_affine() if affine is None else np.asarray(affine, float)
+    coords = spatial_coords(affine, values.shape[1:4])
+    coords[SUBJECT] = [f"sub-{i:02d}" for i in range(values.shape[0])]
+    coords.update({key: (SUBJECT, np.asarray(v)) for key, v in subject_coords.items()})
+    maps = xr.DataArray(values, dims=(SUBJECT, *SPATIAL), coords=coords, name=name)
+    maps.attrs.update({"affine": affine.tolist(), "source": "synthetic", "units": "1"})
+    if chunks is not None:
+        maps = maps.copy(data=maps.chunk(chunks).data)
+    return maps
+
+
+def sigkill_when(proc, condition, *, timeout: float, what: str = "the process"):
+    """Poll ``condition()`` until it returns a truthy value, then kill ``proc`` with SIGKILL.
+
+    For tests that interrupt a writer at a chosen moment and check what it left behind.
+
+    Parameters
+    ----------
+    proc : subprocess.Popen
+        The process to kill.
+    condition : callable
+        Called every 10 ms while ``proc`` runs; a truthy return value is the moment to kill.
+    timeout : float
+        Seconds to wait for that moment.
+    what : str
+        Name of the moment for the failure message.
+
+    Returns
+    -------
+    object
+        The truthy value ``condition`` returned.
+
+    Raises
+    ------
+    AssertionError
+        If the moment did not come (the process ended first or ``timeout`` passed), with the
+        process's exit status and the end of its standard error; or if the kill did not end it.
+    """
+    import os
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + timeout
+        caught = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            caught = condition()
+            if caught:
+                break
+            time.sleep(0.01)
+        if not caught:
+            err = proc.communicate(timeout=30)[1] if proc.poll() is not None else b""
+            tail = err.decode(errors="replace")[-2000:] if err else ""
+            raise AssertionError(f"never caught {what} (exit status {proc.poll()}): {tail}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        raise AssertionError(f"{what}: the process ended with {proc.returncode}, not by SIGKILL")
+    return caught

@@ -43,3 +43,24 @@ def test_plotting_docstrings_filled(func):
     for key in ("title", "figure", "path", "dpi"):
         first_line = DOCS[key].splitlines()[0]
         assert first_line in doc, (func.__name__, key)
+
+
+def test_module_entries_and_kernel_docstrings():
+    from brainarr._core.docs import docfiller
+    from brainarr.metrics import _kernels
+
+    fill = docfiller({"alpha": "alpha : float\n    Weight."})
+
+    @fill
+    def h():
+        """Parameters
+        ----------
+        %(alpha)s
+        """
+
+    assert "\n        alpha : float\n            Weight.\n" in h.__doc__
+    for func in (_kernels.degree_block, _kernels.degree_upper):
+        doc = func.__doc__
+        assert "%(" not in doc
+        assert "z_all : numpy.ndarray (N, time), float32" in doc
+        assert "Threshold and sum ``|r|`` instead of ``r``." in doc

@@ -21,7 +21,7 @@ import xarray as xr
 from brainarr import io as bio
 from brainarr.cohort import open_cohort
 from brainarr.metrics import alff, degree_centrality, reho
-from brainarr.testing import make_affine
+from brainarr.testing import make_affine, sigkill_when
 
 pytestmark = pytest.mark.slow
 
@@ -178,24 +178,12 @@ def test_killed_ingest_process_leaves_committed_subjects_and_resumes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        # kill while a subject after the first is half written: its rows exist, it is not committed
-        deadline = time.monotonic() + 60
-        state = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            state = _raw_state(store)
-            if state is not None and state[0] >= 1 and state[1] > state[0]:
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail(f"never caught the ingest mid-write (last state {state}, rc {proc.poll()})")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    def half_written():  # a subject after the first has its rows on disk but is not committed
+        state = _raw_state(store)
+        return state is not None and state[0] >= 1 and state[1] > state[0]
+
+    sigkill_when(proc, half_written, timeout=60, what="the ingest mid-write")
 
     committed, _ = _raw_state(store)
     assert 1 <= committed < len(sources)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -23,6 +20,7 @@ from brainarr import io, pipeline
 from brainarr.cohort import open_cohort
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
+from brainarr.testing import sigkill_when
 
 pytestmark = pytest.mark.slow
 
@@ -126,28 +124,15 @@ def test_killed_pipeline_process_keeps_committed_maps_and_resumes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 90
-        caught = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            records = _derived_records(store)
-            if records is not None and set(records) == set(NAMES):
-                n_done = {len(v) for v in records.values()}
-                pending = _written_uncommitted(marks, records)
-                if max(n_done) >= 2 and pending:
-                    caught = pending
-                    break
-            time.sleep(0.01)
-        if caught is None:
-            _, err = proc.communicate(timeout=30) if proc.poll() is not None else (None, b"")
-            pytest.fail(f"never caught the pipeline mid-write (rc {proc.poll()}): {err.decode()[-2000:]}")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+
+    def mid_write():  # every map started, one with two committed subjects, a row written but not committed
+        records = _derived_records(store)
+        if records is None or set(records) != set(NAMES):
+            return None
+        pending = _written_uncommitted(marks, records)
+        return pending if max(len(v) for v in records.values()) >= 2 and pending else None
+
+    sigkill_when(proc, mid_write, timeout=90, what="the pipeline mid-write")
 
     # the store as the kill left it
     records = _derived_records(store)

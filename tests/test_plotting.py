@@ -15,7 +15,7 @@ from scipy import ndimage, signal
 from brainarr import datasets, plotting, stats
 from brainarr.exceptions import DimensionError, MissingMetadataError
 from brainarr.io import to_nifti, to_nifti_image
-from brainarr.testing import make_bold
+from brainarr.testing import make_bold, make_maps
 
 # --------------------------------------------------------------------------- inputs
 
@@ -54,19 +54,7 @@ def grf_result():
     noise = ndimage.gaussian_filter(rng.standard_normal((n, *grid.shape)), (0, 1, 1, 1)) * 3
     effect = 2.0 * _sphere(grid, POS_CENTRE, 13) - 2.0 * _sphere(grid, NEG_CENTRE, 13)
     values = noise + (group == "patient")[:, None, None, None] * effect
-    maps = xr.DataArray(
-        values,
-        dims=("subject", "x", "y", "z"),
-        coords={
-            "subject": [f"sub-{i:02d}" for i in range(n)],
-            "x": grid.x,
-            "y": grid.y,
-            "z": grid.z,
-            "group": ("subject", group),
-        },
-        name="alff",
-        attrs={"affine": grid.attrs["affine"], "source": "synthetic"},
-    )
+    maps = make_maps(values, affine=grid.attrs["affine"], group=group)
     res = stats.ttest2(maps, covariates=(), groups=("patient", "control"), mask=gm)
     return stats.grf(res, mask=gm, voxel_p=0.01, cluster_p=0.05, fwhm=8.0)
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["DOCS", "fill_doc"]
+__all__ = ["DOCS", "docfiller", "fill_doc"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -26,22 +26,30 @@ DOCS: dict[str, str] = {
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<key>\w+)\)s[ \t]*$", re.MULTILINE)
 
 
-def fill_doc(func: F) -> F:
-    """Replace each ``%(key)s`` line of ``func.__doc__`` by ``DOCS[key]``, indented alike.
+def docfiller(entries: dict[str, str]) -> Callable[[F], F]:
+    """A decorator replacing each ``%(key)s`` line of a docstring by ``entries[key]``, indented alike.
 
     Raises
     ------
     KeyError
-        For a placeholder with no entry in :data:`DOCS` (found when the module is imported).
+        For a placeholder with no entry (found when the decorated module is imported).
     """
-    doc = func.__doc__
-    if doc:
 
-        def expand(match: re.Match) -> str:
-            indent, key = match["indent"], match["key"]
-            if key not in DOCS:
-                raise KeyError(f"{func.__qualname__}: no shared docstring entry {key!r}")
-            return "\n".join(indent + line for line in DOCS[key].splitlines())
+    def decorate(func: F) -> F:
+        doc = func.__doc__
+        if doc:
 
-        func.__doc__ = _PLACEHOLDER.sub(expand, doc)
-    return func
+            def expand(match: re.Match) -> str:
+                indent, key = match["indent"], match["key"]
+                if key not in entries:
+                    raise KeyError(f"{func.__qualname__}: no shared docstring entry {key!r}")
+                return "\n".join(indent + line for line in entries[key].splitlines())
+
+            func.__doc__ = _PLACEHOLDER.sub(expand, doc)
+        return func
+
+    return decorate
+
+
+#: Fill the entries of :data:`DOCS` (the entries shared across the package).
+fill_doc = docfiller(DOCS)

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 
 from brainarr._core.blas import single_threaded_blas
+from brainarr._core.docs import docfiller
 
 __all__ = [
     "FISHER_CLIP",
@@ -301,6 +302,16 @@ def fisher_z(r: np.ndarray) -> np.ndarray:
     return np.arctanh(r).astype(np.float32)
 
 
+#: Parameter descriptions shared by the degree kernels.
+_fill_dc = docfiller(
+    {
+        "z_all": "z_all : numpy.ndarray (N, time), float32\n    All standardised rows.",
+        "threshold": "threshold : float\n    Correlations strictly above it count.",
+        "absolute": "absolute : bool\n    Threshold and sum ``|r|`` instead of ``r``.",
+    }
+)
+
+
 def zscore_rows(x: np.ndarray) -> np.ndarray:
     """z-score each row (ddof=1) and divide by sqrt(T - 1), so that row dot products are r.
 
@@ -309,6 +320,7 @@ def zscore_rows(x: np.ndarray) -> np.ndarray:
     return _standardize(np.asarray(x, dtype=np.float64)).astype(np.float32)
 
 
+@_fill_dc
 def degree_block(
     rows: np.ndarray, row_index: np.ndarray, z_all: np.ndarray, threshold: float, absolute: bool
 ) -> np.ndarray:
@@ -320,12 +332,9 @@ def degree_block(
         Standardised rows of this block (see :func:`zscore_rows`).
     row_index : numpy.ndarray (n,), int
         Global indices of these rows in ``z_all`` (used to exclude each row's self-correlation).
-    z_all : numpy.ndarray (N, time), float32
-        All standardised rows.
-    threshold : float
-        Correlations strictly above it count.
-    absolute : bool
-        Threshold and sum ``|r|`` instead of ``r``.
+    %(z_all)s
+    %(threshold)s
+    %(absolute)s
 
     Returns
     -------
@@ -371,6 +380,7 @@ def _reduce_tile(g: np.ndarray, e: np.ndarray, threshold: float, absolute: bool)
     np.multiply(g, e, out=g)
 
 
+@_fill_dc
 def degree_upper(
     rows: np.ndarray,
     start: int,
@@ -394,12 +404,9 @@ def degree_upper(
         Standardised rows ``z[start:start + n]`` (see :func:`zscore_rows`).
     start : int or numpy.ndarray of int
         Global index of the first row (or the global indices of the rows: the first is used).
-    z_all : numpy.ndarray (N, time), float32
-        All standardised rows.
-    threshold : float
-        Correlations strictly above it count.
-    absolute : bool
-        Threshold and sum ``|r|`` instead of ``r``.
+    %(z_all)s
+    %(threshold)s
+    %(absolute)s
     tile : int, default :data:`DEGREE_TILE`
         Columns per tile.
 

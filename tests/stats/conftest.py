@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from brainarr.testing import make_bold
+from brainarr.testing import make_maps
 
 
 def build_maps(values, *, group=None, age=None, sex=None, chunks=None, seed=0):
@@ -20,25 +19,7 @@ def build_maps(values, *, group=None, age=None, sex=None, chunks=None, seed=0):
     group = np.asarray(group if group is not None else ["patient"] * (n // 2) + ["control"] * (n - n // 2))
     age = np.asarray(age if age is not None else rng.uniform(20, 70, n))
     sex = np.asarray(sex if sex is not None else rng.choice(["M", "F"], n))
-    base = make_bold(values[0])
-    maps = xr.DataArray(
-        values,
-        dims=("subject", "x", "y", "z"),
-        coords={
-            "subject": [f"sub-{i:02d}" for i in range(n)],
-            "x": base.x,
-            "y": base.y,
-            "z": base.z,
-            "group": ("subject", group),
-            "age": ("subject", age),
-            "sex": ("subject", sex),
-        },
-        name="alff",
-        attrs={"affine": base.attrs["affine"], "source": "synthetic", "units": "1"},
-    )
-    if chunks is not None:
-        maps = maps.copy(data=maps.chunk(chunks).data)
-    return maps
+    return make_maps(values, chunks=chunks, group=group, age=age, sex=sex)
 
 
 @pytest.fixture
