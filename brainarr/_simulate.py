@@ -32,8 +32,9 @@ For subject :math:`s`, voxel :math:`v` and volume :math:`t`,
   grey-matter partial volume :math:`\min(1, 2 p_{GM})`, so that the WM/CSF nuisance signals
   carry almost no network signal) and
   :math:`c_{sr}` its low-frequency (0.01-0.08 Hz) time course in percent signal change: a mix of
-  its network's shared signal and a private regional signal, with subject-specific amplitudes
-  (log-normal) and couplings, times the subject's smooth voxelwise gain (individual topography:
+  its network's shared signal and a private regional signal (all of a subject's signals
+  mutually uncorrelated and uncorrelated with its motion regressors), with subject-specific
+  amplitudes (log-normal) and couplings, times the subject's smooth voxelwise gain (individual topography:
   without it every between-subject difference would be uniform over a whole region, and a
   chance group difference of one region would stand out as a whole-region cluster). Networks:
   sensorimotor, cerebellar, thalamic, default mode and visual.
@@ -248,19 +249,24 @@ def _region_names() -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _band_limited(rng: np.random.Generator, n: int, tr: float, size: int, band=(0.01, 0.08)) -> np.ndarray:
-    """``size`` unit-variance series whose spectrum is confined (with cosine edges) to ``band``."""
+def _band_gain(n: int, tr: float, band=(0.01, 0.08)) -> np.ndarray:
+    """Gain of each ``rfft`` bin of an ``n``-volume series: 1 inside ``band`` (Hz), cosine edges."""
     freqs = np.fft.rfftfreq(n, tr)
     lo, hi = band
     gain = np.zeros_like(freqs)
-    inside = (freqs >= lo) & (freqs <= hi)
-    gain[inside] = 1.0
+    gain[(freqs >= lo) & (freqs <= hi)] = 1.0
     edge = 0.25 * lo
     ramp_lo = (freqs >= lo - edge) & (freqs < lo)
     gain[ramp_lo] = 0.5 * (1 - np.cos(np.pi * (freqs[ramp_lo] - (lo - edge)) / edge))
     edge_hi = 0.2 * hi
     ramp_hi = (freqs > hi) & (freqs <= hi + edge_hi)
     gain[ramp_hi] = 0.5 * (1 + np.cos(np.pi * (freqs[ramp_hi] - hi) / edge_hi))
+    return gain
+
+
+def _band_limited(rng: np.random.Generator, n: int, tr: float, size: int, band=(0.01, 0.08)) -> np.ndarray:
+    """``size`` unit-variance series whose spectrum is confined (with cosine edges) to ``band``."""
+    gain = _band_gain(n, tr, band)
     if not gain.any():
         gain[1:] = 1.0  # too short a run for the band: fall back to broadband
     spec = np.fft.rfft(rng.standard_normal((size, n)), axis=-1) * gain
@@ -268,6 +274,18 @@ def _band_limited(rng: np.random.Generator, n: int, tr: float, size: int, band=(
     out -= out.mean(axis=-1, keepdims=True)
     sd = out.std(axis=-1, keepdims=True)
     return out / np.where(sd > 0, sd, 1.0)
+
+
+def _band_dimension(n: int, tr: float) -> int:
+    """Number of independent ``n``-volume series at full gain in the 0.01-0.08 Hz band (2 per bin)."""
+    return 2 * int(np.count_nonzero(_band_gain(n, tr) == 1.0))
+
+
+def _in_band(series: np.ndarray, tr: float) -> np.ndarray:
+    """The part of each row of ``series`` that lies in the space :func:`_band_limited` draws from."""
+    n = series.shape[-1]
+    keep = _band_gain(n, tr) > 0
+    return np.fft.irfft(np.fft.rfft(series, axis=-1) * keep, n=n, axis=-1)
 
 
 def _orthonormal(series: np.ndarray, *, decorrelate: bool = True) -> np.ndarray:
@@ -278,6 +296,36 @@ def _orthonormal(series: np.ndarray, *, decorrelate: bool = True) -> np.ndarray:
         centred = q.T
     sd = centred.std(axis=-1, keepdims=True)
     return centred / np.where(sd > 0, sd, 1.0)
+
+
+def _decorrelate(
+    common: np.ndarray, private: np.ndarray, motion: np.ndarray, tr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make a subject's network, global and private regional signals exactly uncorrelated.
+
+    The network and global signals (``common``) are orthonormalised, so that coupling between
+    networks comes only from the planted weights. When the run is long enough for the band to
+    hold them, the private regional signals are also made orthogonal to each other, and all of
+    them to the in-band part of the Friston-24 motion regressors (realignment parameters, their
+    one-volume lags and the squares of both). Otherwise two regions' private signals correlate
+    by chance (SD about 0.12 in r for 230 volumes) and nuisance regression removes a random
+    share of a network's signal (12 +- 4 % of its variance for 230 volumes), both the same for
+    every voxel of a region or network: region-level random effects on FC and degree centrality
+    that the voxelwise noise model of cluster inference does not anticipate.
+    """
+    n = common.shape[-1]
+    lagged = np.concatenate([motion[:1], motion[:-1]])
+    friston = np.concatenate([motion, lagged], axis=1)
+    nuisance = _in_band(np.concatenate([friston, friston**2], axis=1).T, tr)
+    norms = np.linalg.norm(nuisance, axis=-1)
+    nuisance = nuisance[norms > 1e-9 * max(float(norms.max(initial=0.0)), 1e-300)]
+    k = len(common)
+    if len(nuisance) + k + len(private) <= _band_dimension(n, tr):
+        q = _orthonormal(np.concatenate([nuisance, common, private]))
+        return q[len(nuisance) : len(nuisance) + k], q[len(nuisance) + k :]
+    common = _orthonormal(common)
+    private = _orthonormal(private - (private @ common.T) / n @ common, decorrelate=False)
+    return common, private
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float, size: int) -> np.ndarray:
@@ -323,15 +371,12 @@ def _subject_design(
     coef[9] = math.exp(rng.normal(0, 0.05))  # subject's smooth-noise scale
     coef[10] = math.exp(rng.normal(0, 0.05))  # subject's white-noise scale
 
-    # network and global signals are mutually uncorrelated (orthonormalised), so that
-    # between-network coupling comes only from the planted weights, not from chance
-    common = _orthonormal(_band_limited(rng, n, tr, len(net_names) + 1))
+    common = _band_limited(rng, n, tr, len(net_names) + 1)
+    private = _band_limited(rng, n, tr, len(names))
+    common, private = _decorrelate(common, private, motion, tr)
     coef[8] = _GLOBAL_AMP * common[-1]
     shared = dict(zip(net_names, common[:-1], strict=True))
-    private = _band_limited(rng, n, tr, len(names))
-    private = _orthonormal(private - (private @ common.T) / n @ common, decorrelate=False)
-    z_net = dict(zip(net_names, rng.normal(0, 0.6, len(net_names)), strict=True))
-    z_reg = rng.normal(0, 0.8, len(names))
+    z_reg = rng.normal(0, 1, len(names))
     z_eff = rng.normal(0, 1, len(PLANTED))
     g = 1.0 if patient else 0.0
 
@@ -339,7 +384,7 @@ def _subject_design(
     coupling = {}
     for i, name in enumerate(names):
         net = next(k for k, v in NETWORKS.items() if name in v)
-        log_amp[name] = _LOG_AMP_SD * (z_net[net] + z_reg[i])
+        log_amp[name] = _LOG_AMP_SD * z_reg[i]
         coupling[name] = (net, _NET_COUPLING)
     z_hub = rng.normal(0, 1, len(names))
     hub: dict[tuple[str, str], float] = {}  # (region, network it couples to) -> shift
@@ -460,6 +505,48 @@ def _normalisation(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list
         return []
     other = "decrease" if balance > 0 else "increase"
     return [{"region": ANYWHERE, "metric": metric, "seed": None, "direction": other}]
+
+
+def _border(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """ReHo decreases where a region whose network coupling changes meets its network's regions.
+
+    A coupling change (FC or DC effect) makes the region's signal less like that of the other
+    regions of its own network. Inside the region every voxel still carries the same signal, so
+    its ReHo is unchanged, but at the border, where the softened region maps of the two regions
+    overlap, neighbouring voxels become less concordant. Lists the region and the members of its
+    network whose soft maps overlap it.
+    """
+    if effect["metric"] not in ("fc", "dc"):
+        return []
+    names = _region_names()
+    maps = dict(zip(names, static["regions"], strict=True))
+    region = effect["region"]
+
+    def overlaps(a: str, b: str) -> bool:
+        (lo_a, arr_a), (lo_b, arr_b) = maps[a], maps[b]
+        lo = [max(x, y) for x, y in zip(lo_a, lo_b, strict=True)]
+        hi = [min(x + n, y + m) for x, y, n, m in zip(lo_a, lo_b, arr_a.shape, arr_b.shape, strict=True)]
+        if any(h <= low for low, h in zip(lo, hi, strict=True)):
+            return False
+        box_a = tuple(slice(low - x, h - x) for low, h, x in zip(lo, hi, lo_a, strict=True))
+        box_b = tuple(slice(low - y, h - y) for low, h, y in zip(lo, hi, lo_b, strict=True))
+        return bool(np.any((arr_a[box_a] > 0) & (arr_b[box_b] > 0)))
+
+    touching = [m for m in NETWORKS[_seed_network(region)] if m != region and overlaps(region, m)]
+    return [{"region": r, "metric": "reho", "seed": None, "direction": "decrease"} for r in (region, *touching)]
+
+
+def _consequences(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every documented consequence of a planted effect, without repeats."""
+    out = _implied(effect) + _normalisation(effect, static) + _border(effect, static)
+    seen = set()
+    unique = []
+    for q in out:
+        key = (q["region"], q["metric"], q["seed"], q["direction"])
+        if key not in seen and key != (effect["region"], effect["metric"], effect.get("seed"), effect["direction"]):
+            seen.add(key)
+            unique.append(q)
+    return unique
 
 
 def _seed_network(region: str) -> str:
@@ -785,19 +872,25 @@ def simulate_cohort(
     layout: Gordon et al., 2017);
     :math:`\eta_s` Gaussian-smoothed noise (``noise_fwhm``) with a 1/f-like spectrum (AR(1)
     :math:`\phi=0.4` plus :math:`\phi=0.9`) (Zarahn et al., 1997); :math:`\epsilon_s` white
-    noise. Subjects differ in every random draw, in their network amplitudes (log-normal, SD
-    0.15 of the log amplitude of a region, shared in part by its network), their noise levels
-    and their topography :math:`a_s`. The topography makes a subject's deviation vary within a
-    region, as it does in real data; without it a chance group difference of one region's
-    amplitude would be uniform over the region and show as a whole-region cluster far more
-    often than cluster-level inference allows for.
+    noise. Subjects differ in every random draw, in their regional amplitudes (log-normal, SD
+    0.08 of the log amplitude of a region), their noise levels and their topography
+    :math:`a_s`. Within a subject the network, global and private signals are exactly
+    uncorrelated with each other and with the in-band part of the Friston-24 motion regressors
+    (when the run is long enough for the 0.01-0.08 Hz band to hold them all: 230 volumes at
+    TR 2 s do), so that coupling between regions is the generated one: left to chance, two
+    regions' private signals would correlate with an SD of about 0.12 and nuisance regression
+    would remove 12 +- 4 % of a network's signal, the same over the whole region or network.
+    The topography makes a subject's deviation vary within a region, as it does in real data;
+    without it a chance group difference of one region's amplitude would be uniform over the
+    region and show as a whole-region cluster far more often than cluster-level inference
+    allows for.
 
     Planted effects (``attrs["planted"]``) shift, in patients, a generating quantity by
     ``effect`` units:
 
     - ALFF: the log amplitude of the region's signal, by 0.25 per unit (the region's
-      between-subject SD is 0.15 and the topography adds about 0.35 at each voxel, so one unit
-      is about 0.65 of the between-subject SD at a voxel); the ReHo decrease in postcentral
+      between-subject SD is 0.08 and the topography adds about 0.35 at each voxel, so one unit
+      is about 0.7 of the between-subject SD at a voxel); the ReHo decrease in postcentral
       cortex follows from the lower amplitude of its shared (spatially coherent) signal;
     - FC: the Fisher-z correlation :math:`\operatorname{atanh} h` (typical :math:`h = 0.15`,
       between-subject SD 0.3; 0.3 per unit, a Cohen's *d*) of the region's signal with the
@@ -816,7 +909,9 @@ def simulate_cohort(
     region's FC with every seed of that network, its DC and the DC of that network's members,
     and lowers its FC and DC within its own network; a decoupling (DC decrease) lowers the
     region's FC with its network's seeds, its FC as a seed with the network and its hubs, and the
-    DC of the other members. The study's ALFF and ReHo maps are relative to the subject's
+    DC of the other members; a coupling change of either kind also lowers ReHo where the
+    region's softened map overlaps those of its network's regions (the region and those
+    neighbours). The study's ALFF and ReHo maps are relative to the subject's
     whole-brain mean (mALFF, zALFF, smReHo): the planted decreases in the large postcentral
     regions lower the patients' mean, so every other voxel of those maps rises a little in
     patients; the ALFF and ReHo decreases list this as an increase with region ``"*"``
@@ -990,7 +1085,7 @@ def simulate_cohort(
         )
     ds = xr.Dataset({"bold": bold, "confounds": confounds, **masks}, coords=sub_coords)
     planted = [
-        {**eff, "effect": float(eff["effect"] * effect_size), "implied": _implied(eff) + _normalisation(eff, static)}
+        {**eff, "effect": float(eff["effect"] * effect_size), "implied": _consequences(eff, static)}
         for eff in PLANTED
         if effect_size != 0
     ]

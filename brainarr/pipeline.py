@@ -666,7 +666,8 @@ def _group_level(cohort, config, masks, out_dir, result) -> dict[str, xr.Dataset
     included = _included(cohort, config)
     result.tables["motion"] = _motion_table(cohort, cohort, g.by)
     variables = [c for c in included.coords if included[c].dims == (SUBJECT,) and c not in (SUBJECT, "excluded")]
-    variables = [v for v in variables if v not in (g.by, "max_translation", "max_rotation", "mean_fd")]
+    # sorted: the order in which a store lists its coordinates is not guaranteed to be stable
+    variables = sorted(v for v in variables if v not in (g.by, "max_translation", "max_rotation", "mean_fd"))
     table1 = stats.demographics(included, by=g.by, groups=list(g.groups), variables=variables)
     result.tables["table1"] = table1
     table1.to_csv(out_dir / "tables" / "table1.csv")

@@ -168,6 +168,12 @@ class TestPlanted:
         }
         assert {(r, "dc", None, "increase") for r in sensorimotor} <= hub
         assert {("Cerebelum_Crus1_L", "fc", r, "increase") for r in sensorimotor} <= hub
+        # a coupling change lowers ReHo at the region's borders with its network's neighbours
+        border = {q["region"] for q in by_key["fc", "Cerebelum_Crus1_L"]["implied"] if q["metric"] == "reho"}
+        assert {"Cerebelum_Crus1_L", "Cerebelum_Crus2_L"} <= border
+        assert "Cerebelum_9_L" not in border  # no shared border
+        decoupled = by_key["dc", "Precentral_L"]["implied"]
+        assert all(q["direction"] == "decrease" for q in decoupled if q["metric"] == "reho")
         # nothing implies an FC change of the other cerebellar regions with a sensorimotor seed
         for p in planted:
             for q in p["implied"]:
@@ -230,6 +236,58 @@ class TestPlanted:
         for key in rows[0]:
             values = np.array([row[key] for row in rows])
             assert abs(stats.ttest_ind(values[patient], values[~patient]).statistic) < 3.5, key
+
+
+def _friston24_lagged(motion):
+    """DPABI's Friston-24 (parameters, one-back shifts, squares of both) and a constant."""
+    lagged = np.vstack([np.zeros((1, motion.shape[1])), motion[:-1]])
+    return np.hstack([motion, lagged, motion**2, lagged**2, np.ones((len(motion), 1))])
+
+
+@pytest.mark.parametrize("patient", [False, True])
+def test_signals_exactly_uncorrelated(patient):
+    """A subject's regional signals couple only as generated, and motion regression removes none of them."""
+    from brainarr._simulate import _N_DENSE, NETWORKS, _hubs, _region_names, _subject_design
+
+    names = _region_names()
+    network = {r: net for net, members in NETWORKS.items() for r in members}
+    hubs = {r for net in NETWORKS for r in _hubs(net)} | {"Precentral_L"}  # planted couplings vary
+    coef, motion = _subject_design(7, 3, patient, False, 230, 2.0, 1.0)
+    x = coef[_N_DENSE:].astype(np.float64)
+    r = np.corrcoef(x)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names[:i]):
+            if a in hubs or b in hubs:
+                continue
+            expected = 0.85**2 if network[a] == network[b] else 0.0
+            assert r[i, j] == pytest.approx(expected, abs=1e-4), (a, b)
+    # ordinary least squares on the Friston-24 regressors explains none of any signal
+    design = _friston24_lagged(motion.astype(np.float64))
+    fitted = design @ np.linalg.lstsq(design, x.T, rcond=None)[0]
+    centred = x.T - x.T.mean(axis=0)
+    r2 = ((fitted - x.T.mean(axis=0)) ** 2).sum(axis=0) / (centred**2).sum(axis=0)
+    assert r2.max() < 1e-6
+    # every signal stays in the 0.01-0.08 Hz band
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(230, 2.0)
+    outside = (freqs < 0.0075) | (freqs > 0.096)
+    assert power[:, outside].sum() < 1e-8 * power.sum()
+
+
+def test_short_run_signals_stay_in_band():
+    """A run too short for the band to hold every signal keeps them in band, private ones correlated."""
+    from brainarr._simulate import _N_DENSE, NETWORKS, _subject_design
+
+    n = 60
+    coef, _ = _subject_design(7, 3, False, False, n, 2.0, 1.0)
+    x = coef[_N_DENSE:].astype(np.float64)
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(n, 2.0)
+    assert power[:, (freqs < 0.0075) | (freqs > 0.096)].sum() < 1e-8 * power.sum()
+    # Cuneus_L and Precuneus_L: different networks, related only through their private signals
+    names = [r for members in NETWORKS.values() for r in members]
+    r = np.corrcoef(x)[names.index("Cuneus_L"), names.index("Precuneus_L")]
+    assert 1e-3 < abs(r) < 0.9
 
 
 def _within_region_share(cohort, regions):
