@@ -95,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--effect-size", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
     demo.add_argument("--no-figures", action="store_true", help=argparse.SUPPRESS)
+    demo.add_argument("--permutation", type=int, metavar="N_PERM", help=argparse.SUPPRESS)
 
     run = sub.add_parser(
         "run",
@@ -222,30 +223,11 @@ def _run(args) -> None:
     _print_tables(result)
 
 
-def _demo(args) -> None:
-    import dataclasses
-
+def _print_recovery(tables, planted) -> None:
+    """Print which planted effects the cluster tables recover and which clusters are false."""
     from brainarr import pipeline
-    from brainarr.cohort import open_cohort
-    from brainarr.config import StudyConfig
 
-    start = time.perf_counter()
-    size = dict(FULL_SIZE if args.full else DEMO_SIZE)
-    for key in ("n_patients", "n_controls", "voxel_size", "n_volumes"):
-        if getattr(args, key) is not None:
-            size[key] = getattr(args, key)
-    extra = {"shape": tuple(args.shape)} if args.shape else {}
-    _simulate_into(args.store, seed=args.seed, effect_size=args.effect_size, progress=not args.quiet, **size, **extra)
-    # the simulated volumes are already those left after discarding the first ones
-    config = StudyConfig()
-    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
-    if args.no_figures:
-        config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False))
-    print("\nrunning the study")
-    result = _run_study(config, args.store, args, demo=True)
-    _print_tables(result)
-    planted = open_cohort(args.store).attrs.get("planted", [])
-    effects, implied, false = pipeline.recovery(result.tables, planted, implied=True)
+    effects, implied, false = pipeline.recovery(tables, planted, implied=True)
     print("\nplanted effects (patients vs controls):")
     for _, row in effects.iterrows():
         seed = f" (seed {row['seed']})" if row["seed"] else ""
@@ -273,6 +255,37 @@ def _demo(args) -> None:
             )
     else:
         print("no false clusters")
+
+
+def _demo(args) -> None:
+    import dataclasses
+
+    from brainarr.cohort import open_cohort
+    from brainarr.config import PermutationConfig, StudyConfig
+
+    start = time.perf_counter()
+    size = dict(FULL_SIZE if args.full else DEMO_SIZE)
+    for key in ("n_patients", "n_controls", "voxel_size", "n_volumes"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    extra = {"shape": tuple(args.shape)} if args.shape else {}
+    _simulate_into(args.store, seed=args.seed, effect_size=args.effect_size, progress=not args.quiet, **size, **extra)
+    # the simulated volumes are already those left after discarding the first ones
+    config = StudyConfig()
+    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
+    if args.no_figures:
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False))
+    if args.permutation:
+        permutation = PermutationConfig(enabled=True, n_perm=args.permutation, stat="cluster_size", seed=args.seed)
+        config = dataclasses.replace(config, group=dataclasses.replace(config.group, permutation=permutation))
+    print("\nrunning the study")
+    result = _run_study(config, args.store, args, demo=True)
+    _print_tables(result)
+    planted = open_cohort(args.store).attrs.get("planted", [])
+    _print_recovery(result.tables, planted)
+    if result.permutation_tables:
+        print(f"\nwith permutation inference ({args.permutation} permutations, cluster size, same thresholds):")
+        _print_recovery(result.permutation_tables, planted)
     print(f"\ndemo done in {time.perf_counter() - start:.1f} s; open {result.report}")
 
 

@@ -164,7 +164,12 @@ class GRFConfig:
 
 @dataclass(frozen=True)
 class PermutationConfig:
-    """Optional nonparametric inference (Freedman-Lane, FWE by the maximum statistic)."""
+    """Optional nonparametric inference (Freedman-Lane, FWE by the maximum statistic).
+
+    Run on every group map beside GRF, with the family's thresholds of :class:`GRFConfig`:
+    ``voxel_p`` forms the clusters of the cluster statistics and the clusters of voxels whose
+    FWE p is below ``cluster_p`` are tabled (:attr:`brainarr.pipeline.StudyResult.permutation_tables`).
+    """
 
     enabled: bool = False
     n_perm: int = 5000

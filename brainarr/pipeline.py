@@ -78,6 +78,9 @@ class StudyResult:
     tables : dict of str to pandas.DataFrame
         ``"table1"``, ``"motion"`` and one cluster table per group variant (``"malff"``,
         ``"zfc_Postcentral_L"``...).
+    permutation_tables : dict of str to pandas.DataFrame
+        With ``[group.permutation] enabled``: per group variant, the clusters of voxels whose
+        permutation FWE p is below the family's ``cluster_p`` (``p`` is that FWE p).
     timings : dict of str to float
         Seconds per step (``"motion_qc"``, ``"subjects"``, ``"group"``, ``"report"``, ``"total"``).
     computed : dict of str to list of str
@@ -87,6 +90,7 @@ class StudyResult:
     output: Path
     paths: dict[str, Path] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    permutation_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     computed: dict[str, list[str]] = field(default_factory=dict)
 
@@ -432,6 +436,63 @@ def _motion_table(qc: xr.Dataset, cohort: xr.Dataset, by: str) -> pd.DataFrame:
     return table
 
 
+def _permutation(variant, maps, gm, config, thr, out_dir, result, atlas) -> None:
+    """Freedman-Lane permutation inference of one group map at the family's thresholds."""
+    from brainarr import io, stats
+
+    g = config.group
+    perm = stats.permutation(
+        maps,
+        by=g.by,
+        covariates=list(g.covariates),
+        groups=list(g.groups),
+        mask=gm,
+        n_perm=g.permutation.n_perm,
+        stat=g.permutation.stat,
+        tail="both" if thr.two_tailed else "positive",
+        voxel_p=thr.voxel_p,
+        seed=g.permutation.seed,
+    ).compute()
+    p_fwe = perm["p_fwe"]
+    significant = perm["t"].where(p_fwe < thr.cluster_p, 0.0)
+    significant.attrs["affine"] = gm.attrs["affine"]
+    table = stats.cluster_table(significant, atlas=atlas)
+    if len(table):  # the FWE p of a cluster (cluster statistics) or of its peak voxel (TFCE, voxel)
+        peaks = p_fwe.sel(
+            x=xr.DataArray(table["x"].to_numpy()), y=xr.DataArray(table["y"].to_numpy()),
+            z=xr.DataArray(table["z"].to_numpy()), method="nearest",
+        )  # fmt: skip
+        table["p"] = np.asarray(peaks.values, float)
+    result.permutation_tables[variant] = table
+    csv = out_dir / "tables" / f"{variant}_permutation_clusters.csv"
+    stats.table_to_csv(table, csv)
+    result.paths[f"{variant}_permutation_csv"] = csv
+    row = pd.DataFrame(
+        [
+            {
+                "map": variant,
+                "stat": g.permutation.stat,
+                "n_perm": g.permutation.n_perm,
+                "voxel_p": thr.voxel_p if g.permutation.stat in ("cluster_size", "cluster_mass") else np.nan,
+                "alpha": thr.cluster_p,
+                "clusters": len(table),
+                f"voxels p_fwe < {thr.cluster_p:g}": int((np.asarray(p_fwe.values) < thr.cluster_p).sum()),
+                "min p_fwe": float(p_fwe.min()),
+            }
+        ]
+    )
+    previous = result.tables.get("permutation")
+    result.tables["permutation"] = row if previous is None else pd.concat([previous, row], ignore_index=True)
+    if config.output.nifti:
+        for var in perm.data_vars:
+            if set(perm[var].dims) == set(SPATIAL):
+                img = perm[var].astype(np.float32)
+                img.attrs["affine"] = gm.attrs["affine"]
+                result.paths[f"{variant}_perm_{var}"] = io.to_nifti(
+                    img, out_dir / "maps" / f"{variant}_perm_{var}.nii.gz"
+                )
+
+
 def _analyse(
     variant: str,
     maps: xr.DataArray,
@@ -471,38 +532,7 @@ def _analyse(
         result.paths[f"{variant}_t"] = io.to_nifti(t_all, out_dir / "maps" / f"{variant}_t.nii.gz")
         result.paths[f"{variant}_t_grf"] = io.to_nifti(t_thr, out_dir / "maps" / f"{variant}_t_grf.nii.gz")
     if g.permutation.enabled:
-        perm = stats.permutation(
-            maps,
-            by=g.by,
-            covariates=list(g.covariates),
-            groups=list(g.groups),
-            mask=gm,
-            n_perm=g.permutation.n_perm,
-            stat=g.permutation.stat,
-            seed=g.permutation.seed,
-        ).compute()
-        p_fwe = np.asarray(perm["p_fwe"].values)
-        row = pd.DataFrame(
-            [
-                {
-                    "map": variant,
-                    "stat": g.permutation.stat,
-                    "n_perm": g.permutation.n_perm,
-                    "voxels p_fwe < 0.05": int((p_fwe < 0.05).sum()),
-                    "min p_fwe": float(p_fwe.min()),
-                }
-            ]
-        )
-        previous = result.tables.get("permutation")
-        result.tables["permutation"] = row if previous is None else pd.concat([previous, row], ignore_index=True)
-        if config.output.nifti:
-            for var in perm.data_vars:
-                if set(perm[var].dims) == set(SPATIAL):
-                    img = perm[var].astype(np.float32)
-                    img.attrs["affine"] = gm.attrs["affine"]
-                    result.paths[f"{variant}_perm_{var}"] = io.to_nifti(
-                        img, out_dir / "maps" / f"{variant}_perm_{var}.nii.gz"
-                    )
+        _permutation(variant, maps, gm, config, thr, out_dir, result, atlas)
     return res
 
 
@@ -751,6 +781,14 @@ def _write_report(cohort, config, masks, group_results, out_dir, result, store) 
             rep.add_table(f"{variant}: clusters", table, caption=caption, signed=["peak_t"])
         else:
             rep.add_text(f"No cluster survives ({caption}).", name=f"{variant}: clusters")
+        permuted = result.permutation_tables.get(variant)
+        if permuted is not None:
+            name = f"{variant}: clusters (permutation)"
+            caption = f"{config.group.permutation.stat} permutation inference, FWE p below the family's cluster p"
+            if len(permuted):
+                rep.add_table(name, permuted, caption=caption, signed=["peak_t"])
+            else:
+                rep.add_text(f"No cluster survives ({caption}).", name=name)
     path = rep.write(out_dir / "report.html")
     result.paths["report"] = Path(path)
 

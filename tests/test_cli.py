@@ -98,10 +98,14 @@ def test_demo_prints_recovery_summary(tmp_path, capsys):
     store = tmp_path / "demo.zarr"
     argv = ["demo", "--store", str(store), "--output", str(tmp_path / "out"), "--quiet", "--no-figures"]
     argv += ["--n-patients", "5", "--n-controls", "5", "--n-volumes", "64", "--shape", "16", "20", "16"]
-    argv += ["--effect-size", "3"]
+    argv += ["--effect-size", "3", "--permutation", "50"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "planted effects (patients vs controls):" in out
+    # the same summary for permutation inference at the same thresholds
+    assert "with permutation inference (50 permutations, cluster size, same thresholds):" in out
+    assert out.count("planted effects (patients vs controls):") == 2
+    assert (tmp_path / "out" / "tables" / "malff_permutation_clusters.csv").exists()
     assert "alff  Postcentral_R" in out
     assert "recovered" in out and "of 9 planted effects" in out
     assert "false clusters" in out

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from scipy import ndimage
 
 from brainarr import io, pipeline
 from brainarr.cohort import open_cohort
@@ -226,7 +227,7 @@ def test_config_path_keeps_movers_and_bad_store(store, tmp_path):
     toml = tmp_path / "study.toml"
     toml.write_text(
         '[metrics]\nfamilies = ["alff"]\n[preprocess]\ndiscard = 4\n[output]\nfigures = false\n'
-        "[group]\nexclude_movers = false\n[group.permutation]\nenabled = true\nn_perm = 20\n"
+        "[group]\nexclude_movers = false\n[group.permutation]\nenabled = true\nn_perm = 200\n"
         'stat = "cluster_size"\n'
     )
     result = pipeline.run(toml, store, progress=False, output=tmp_path / "o")
@@ -236,9 +237,26 @@ def test_config_path_keeps_movers_and_bad_store(store, tmp_path):
     assert sum(int(str(v).split()[0]) for v in counts.values.ravel()) == 12
     perm = result.tables["permutation"]
     assert perm["map"].tolist() == ["malff", "zalff"]
-    assert (perm["min p_fwe"] >= 1 / 20).all()
+    assert (perm["min p_fwe"] >= 1 / 200).all()
     assert nib.load(result.paths["malff_perm_p_fwe"]).shape == SHAPE
+    # permutation clusters: the voxels of FWE p below ALFF's cluster p (0.01), labelled by sign
+    assert set(result.permutation_tables) == {"malff", "zalff"}
+    n_clusters = 0
+    for variant, table in result.permutation_tables.items():
+        p_fwe = np.asarray(nib.load(result.paths[f"{variant}_perm_p_fwe"]).dataobj)
+        t = np.asarray(nib.load(result.paths[f"{variant}_perm_t"]).dataobj)
+        sizes = []
+        for sign in (1, -1):
+            labels, _ = ndimage.label((p_fwe < 0.01) & (sign * t > 0), structure=np.ones((3, 3, 3)))
+            sizes += sorted(np.bincount(labels.ravel())[1:].tolist(), reverse=True)
+        assert table["size"].tolist() == sizes, variant
+        assert (table["p"] < 0.01).all() and (table["p"] >= 1 / 200).all()
+        assert perm.set_index("map").loc[variant, "clusters"] == len(table)
+        n_clusters += len(table)
+    assert n_clusters > 0  # the planted ALFF effects survive
+    assert result.paths["malff_permutation_csv"].exists()
     assert "Permutation inference" in result.report.read_text()
+    assert "malff: clusters (permutation)" in result.report.read_text()
     from brainarr.exceptions import StoreError
 
     with pytest.raises(StoreError, match="no cohort store"):
