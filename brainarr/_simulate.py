@@ -155,6 +155,7 @@ _HUB_SD = 0.3  # its between-subject SD on the Fisher-z scale
 _DECOUPLING_SD = 0.35  # between-subject SD of atanh(network coupling) for decoupled regions
 _TOPOGRAPHY_SD = 0.35  # between-subject SD of the voxelwise gain of the network signals
 _TOPOGRAPHY_FWHM = 8.0  # mm, smoothness of that gain (individual functional topography)
+_SPILL = 0.25  # share of a region's signal that makes a neighbouring AAL region carry its effects
 _AR_PHIS = (0.4, 0.9)
 _AR_WEIGHTS = (0.8, 0.6)
 _TISSUE_THRESHOLD = 0.9  # WM/CSF masks: nearly pure tissue (no grey-matter voxel at 0.2)
@@ -212,12 +213,16 @@ def _static(voxel_size: float) -> dict[str, Any]:
 
     sigma = 3.0 / voxel_size  # soften region edges by ~7 mm FWHM
     regions = []
+    spill = {}
     for net in NETWORKS.values():
         for name in net:
             ind = (atlas == lookup[name]).astype(np.float64)
             soft = ndimage.gaussian_filter(ind, sigma, mode="constant", truncate=3.0)
             soft = np.maximum(soft, ind)  # keep the region itself at full weight
             soft[soft < 0.02] = 0.0
+            # other AAL regions carrying at least a tenth of this region's signal somewhere
+            reached = np.unique(atlas[(soft >= _SPILL) & (ind == 0)])
+            spill[name] = tuple(str(names[label]) for label in reached if label in names.index)
             nz = np.nonzero(soft)
             lo = [int(a.min()) for a in nz]
             hi = [int(a.max()) + 1 for a in nz]
@@ -237,6 +242,7 @@ def _static(voxel_size: float) -> dict[str, Any]:
         "csf": probs["csf"] > _TISSUE_THRESHOLD,
         "dense": dense,
         "regions": tuple(regions),
+        "spill": spill,
     }
 
 
@@ -537,8 +543,15 @@ def _border(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list[dict[s
 
 
 def _consequences(effect: Mapping[str, Any], static: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every documented consequence of a planted effect, without repeats."""
+    """Every documented consequence of a planted effect, without repeats.
+
+    A simulated region's signal reaches beyond its AAL border (the regions are softened), so
+    each change in a simulated region, the planted one and its consequences, also shows in the
+    AAL regions that carry at least a tenth of that region's signal (``static["spill"]``).
+    """
     out = _implied(effect) + _normalisation(effect, static) + _border(effect, static)
+    itself = {k: effect.get(k) for k in ("region", "metric", "seed", "direction")}
+    out += [{**q, "region": neighbour} for q in (itself, *out) for neighbour in static["spill"].get(q["region"], ())]
     seen = set()
     unique = []
     for q in out:
@@ -911,7 +924,10 @@ def simulate_cohort(
     region's FC with its network's seeds, its FC as a seed with the network and its hubs, and the
     DC of the other members; a coupling change of either kind also lowers ReHo where the
     region's softened map overlaps those of its network's regions (the region and those
-    neighbours). The study's ALFF and ReHo maps are relative to the subject's
+    neighbours). The simulated regions are softened (about 7 mm FWHM), so a region's signal,
+    and every change of it, also reaches the AAL regions next to it: each consequence in a
+    simulated region is also listed for the AAL regions carrying at least a quarter of that
+    region's signal somewhere. The study's ALFF and ReHo maps are relative to the subject's
     whole-brain mean (mALFF, zALFF, smReHo): the planted decreases in the large postcentral
     regions lower the patients' mean, so every other voxel of those maps rises a little in
     patients; the ALFF and ReHo decreases list this as an increase with region ``"*"``
