@@ -10,8 +10,8 @@ documents) and false, for
 
 * GRF cluster correction at the study's thresholds (voxel p 0.01 / cluster p 0.01 for ALFF,
   ReHo and FC; 0.05 / 0.05 for DC), and
-* with ``--n-perm N``, Freedman-Lane permutation inference by the maximum cluster size at the
-  same cluster-forming thresholds and FWE levels.
+* with ``--n-perm N``, Freedman-Lane permutation inference (``--stat``: maximum cluster size by
+  default, or cluster mass or TFCE) at the same cluster-forming thresholds and FWE levels.
 
 Prints one line per seed and inference, and the totals: seeds free of false clusters, group
 maps with a false cluster (against the nominal per-map FWE level), and planted effects
@@ -48,23 +48,23 @@ def seed_list(text: str) -> list[int]:
     return out
 
 
-def study_config(n_perm: int, seed: int) -> StudyConfig:
+def study_config(n_perm: int, seed: int, stat: str = "cluster_size") -> StudyConfig:
     config = StudyConfig()
     # the simulated volumes are those left after discarding the first ones
     config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
     config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False, nifti=False))
     if n_perm:
-        permutation = PermutationConfig(enabled=True, n_perm=n_perm, stat="cluster_size", seed=seed)
+        permutation = PermutationConfig(enabled=True, n_perm=n_perm, stat=stat, seed=seed)
         config = dataclasses.replace(config, group=dataclasses.replace(config.group, permutation=permutation))
     return config
 
 
-def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path) -> list[dict]:
+def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: str = "cluster_size") -> list[dict]:
     store = workdir / f"seed{seed}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     start = time.perf_counter()
     io.ingest(simulate_cohort(**DEMO_SIZE, seed=seed, effect_size=effect_size), str(store))
-    result = pipeline.run(study_config(n_perm, seed), store, output=workdir / f"seed{seed}-out", progress=False)
+    result = pipeline.run(study_config(n_perm, seed, stat), store, output=workdir / f"seed{seed}-out", progress=False)
     planted = open_cohort(store).attrs.get("planted", [])
     shutil.rmtree(store, ignore_errors=True)
     elapsed = time.perf_counter() - start
@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-15", help="seeds, e.g. 0-15 or 0,4,9 (default 0-15)")
     parser.add_argument("--effect-size", type=float, default=1.0, help="scale of the planted effects (default 1)")
     parser.add_argument("--n-perm", type=int, default=0, help="also run permutation inference (0: GRF only)")
+    parser.add_argument(
+        "--stat", default="cluster_size", help="permutation statistic: cluster_size (default), cluster_mass, tfce"
+    )
     parser.add_argument("--workdir", default="recovery-bench", help="folder for the stores and results")
     parser.add_argument("--csv", help="write every false cluster to this CSV file")
     args = parser.parse_args()
@@ -104,7 +107,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in seed_list(args.seeds):
-        for row in one_seed(seed, args.effect_size, args.n_perm, workdir):
+        for row in one_seed(seed, args.effect_size, args.n_perm, workdir, args.stat):
             rows.append(row)
             print(
                 f"seed {seed:>3} {row['inference']:<11} recovered {row['recovered']}/{row['planted']}  "
