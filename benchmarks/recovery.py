@@ -33,9 +33,9 @@ from pathlib import Path
 import pandas as pd
 
 from brainarr import io, pipeline
-from brainarr.cli import DEMO_SIZE
+from brainarr.cli import DEMO_SIZE, demo_config
 from brainarr.cohort import open_cohort
-from brainarr.config import PermutationConfig, StudyConfig
+from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
 
 
@@ -49,14 +49,8 @@ def seed_list(text: str) -> list[int]:
 
 
 def study_config(n_perm: int, seed: int, stat: str = "cluster_size") -> StudyConfig:
-    config = StudyConfig()
-    # the simulated volumes are those left after discarding the first ones
-    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
-    config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False, nifti=False))
-    if n_perm:
-        permutation = PermutationConfig(enabled=True, n_perm=n_perm, stat=stat, seed=seed)
-        config = dataclasses.replace(config, group=dataclasses.replace(config.group, permutation=permutation))
-    return config
+    config = demo_config(figures=False, n_perm=n_perm, stat=stat, seed=seed)
+    return dataclasses.replace(config, output=dataclasses.replace(config.output, nifti=False))
 
 
 def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: str = "cluster_size") -> list[dict]:

@@ -257,11 +257,29 @@ def _print_recovery(tables, planted) -> None:
         print("no false clusters")
 
 
-def _demo(args) -> None:
+def demo_config(*, figures: bool = True, n_perm: int = 0, stat: str = "cluster_size", seed: int = 0):
+    """The study configuration for the simulated cohort, optionally with permutation inference.
+
+    The reference study's defaults, except that no volume is discarded (the simulated volumes
+    are those left after discarding the first ones).
+    """
     import dataclasses
 
-    from brainarr.cohort import open_cohort
     from brainarr.config import PermutationConfig, StudyConfig
+
+    config = StudyConfig()
+    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
+    if not figures:
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False))
+    if n_perm:
+        permutation = PermutationConfig(enabled=True, n_perm=n_perm, stat=stat, seed=seed)
+        config = dataclasses.replace(config, group=dataclasses.replace(config.group, permutation=permutation))
+    return config
+
+
+def _demo(args) -> None:
+
+    from brainarr.cohort import open_cohort
 
     start = time.perf_counter()
     size = dict(FULL_SIZE if args.full else DEMO_SIZE)
@@ -270,14 +288,7 @@ def _demo(args) -> None:
             size[key] = getattr(args, key)
     extra = {"shape": tuple(args.shape)} if args.shape else {}
     _simulate_into(args.store, seed=args.seed, effect_size=args.effect_size, progress=not args.quiet, **size, **extra)
-    # the simulated volumes are already those left after discarding the first ones
-    config = StudyConfig()
-    config = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, discard=0))
-    if args.no_figures:
-        config = dataclasses.replace(config, output=dataclasses.replace(config.output, figures=False))
-    if args.permutation:
-        permutation = PermutationConfig(enabled=True, n_perm=args.permutation, stat="cluster_size", seed=args.seed)
-        config = dataclasses.replace(config, group=dataclasses.replace(config.group, permutation=permutation))
+    config = demo_config(figures=not args.no_figures, n_perm=args.permutation or 0, seed=args.seed)
     print("\nrunning the study")
     result = _run_study(config, args.store, args, demo=True)
     _print_tables(result)
