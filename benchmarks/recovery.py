@@ -10,8 +10,10 @@ documents) and false, for
 
 * GRF cluster correction at the study's thresholds (voxel p 0.01 / cluster p 0.01 for ALFF,
   ReHo and FC; 0.05 / 0.05 for DC), and
-* with ``--n-perm N``, Freedman-Lane permutation inference (``--stat``: maximum cluster size by
-  default, or cluster mass or TFCE) at the same cluster-forming thresholds and FWE levels.
+* with ``--n-perm N``, Freedman-Lane permutation inference (``--stat``: maximum cluster mass by
+  default, or cluster size or TFCE) at the same cluster-forming thresholds and FWE levels, and
+  the two combined (``grf+perm-dc``: GRF for ALFF, ReHo and FC, permutation for DC, as
+  ``[group.permutation] families = ["dc"]`` runs it).
 
 Prints one line per seed and inference, and the totals: seeds free of false clusters, group
 maps with a false cluster (against the nominal per-map FWE level), and planted effects
@@ -48,12 +50,12 @@ def seed_list(text: str) -> list[int]:
     return out
 
 
-def study_config(n_perm: int, seed: int, stat: str = "cluster_size") -> StudyConfig:
+def study_config(n_perm: int, seed: int, stat: str = "cluster_mass") -> StudyConfig:
     config = demo_config(figures=False, n_perm=n_perm, stat=stat, seed=seed)
     return dataclasses.replace(config, output=dataclasses.replace(config.output, nifti=False))
 
 
-def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: str = "cluster_size") -> list[dict]:
+def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: str = "cluster_mass") -> list[dict]:
     store = workdir / f"seed{seed}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     start = time.perf_counter()
@@ -66,6 +68,10 @@ def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: st
     inferences = {"grf": result.tables}
     if n_perm:
         inferences["permutation"] = result.permutation_tables
+        # DPABI's GRF for ALFF, ReHo and FC; permutation for DC, whose 0.05 / 0.05 GRF is liberal
+        inferences["grf+perm-dc"] = {
+            k: (result.permutation_tables[k] if k.startswith("dc_") else v) for k, v in result.tables.items()
+        }
     for inference, tables in inferences.items():
         maps = {k: v for k, v in tables.items() if k not in ("table1", "motion", "permutation")}
         effects, implied, false = pipeline.recovery(maps, planted, implied=True)
@@ -74,6 +80,12 @@ def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: st
                 "seed": seed,
                 "inference": inference,
                 "recovered": int(effects["recovered"].sum()) if len(effects) else 0,
+                "missed": "; ".join(
+                    f"{e.metric}{f' ({e.seed})' if e.seed else ''} {e.region} {e.direction}"
+                    for e in effects[~effects["recovered"]].itertuples()
+                )
+                if len(effects)
+                else "",
                 "planted": len(effects),
                 "implied": len(implied),
                 "false": len(false),
@@ -92,7 +104,7 @@ def main() -> None:
     parser.add_argument("--effect-size", type=float, default=1.0, help="scale of the planted effects (default 1)")
     parser.add_argument("--n-perm", type=int, default=0, help="also run permutation inference (0: GRF only)")
     parser.add_argument(
-        "--stat", default="cluster_size", help="permutation statistic: cluster_size (default), cluster_mass, tfce"
+        "--stat", default="cluster_mass", help="permutation statistic: cluster_mass (default), cluster_size, tfce"
     )
     parser.add_argument("--workdir", default="recovery-bench", help="folder for the stores and results")
     parser.add_argument("--csv", help="write every false cluster to this CSV file")
@@ -104,9 +116,10 @@ def main() -> None:
         for row in one_seed(seed, args.effect_size, args.n_perm, workdir, args.stat):
             rows.append(row)
             print(
-                f"seed {seed:>3} {row['inference']:<11} recovered {row['recovered']}/{row['planted']}  "
+                f"seed {seed:>3} {row['inference']:<12} recovered {row['recovered']}/{row['planted']}  "
                 f"implied {row['implied']:>3}  false {row['false']:>2} in {row['maps_with_false']:>2} of "
-                f"{row['maps']} maps  ({row['seconds']:.0f} s)",
+                f"{row['maps']} maps  ({row['seconds']:.0f} s)"
+                + (f"  missed: {row['missed']}" if row["missed"] else ""),
                 flush=True,
             )
     summary = pd.DataFrame([{k: v for k, v in r.items() if k != "false_clusters"} for r in rows])

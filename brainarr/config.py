@@ -166,21 +166,46 @@ class GRFConfig:
 class PermutationConfig:
     """Optional nonparametric inference (Freedman-Lane, FWE by the maximum statistic).
 
-    Run on every group map beside GRF, with the family's thresholds of :class:`GRFConfig`:
-    ``voxel_p`` forms the clusters of the cluster statistics and the clusters of voxels whose
-    FWE p is below ``cluster_p`` are tabled (:attr:`brainarr.pipeline.StudyResult.permutation_tables`).
+    Run beside GRF on the group maps of ``families``, with the family's thresholds of
+    :class:`GRFConfig`: ``voxel_p`` forms the clusters of the cluster statistics and the
+    clusters of voxels whose FWE p is below ``cluster_p`` are tabled
+    (:attr:`brainarr.pipeline.StudyResult.permutation_tables`).
+
+    Attributes
+    ----------
+    enabled : bool
+        Run the permutation test at all (off by default: the study used GRF only).
+    n_perm : int
+        Number of permutations, the identity included (5000).
+    stat : {"tfce", "cluster_mass", "cluster_size", "voxel"}
+        Statistic whose maximum over the map gives the FWE p (see
+        :func:`brainarr.stats.permutation`).
+    seed : int
+        Seed of the permutations (results are reproducible for a seed).
+    families : tuple of str
+        Metric families whose group maps are permuted (all by default). ``["dc"]`` keeps
+        DPABI's GRF for ALFF, ReHo and FC and permutes only the degree-centrality maps, whose
+        0.05 / 0.05 GRF correction is anti-conservative (docs/scale.md).
     """
 
     enabled: bool = False
     n_perm: int = 5000
     stat: str = "tfce"
     seed: int = 0
+    families: tuple[str, ...] = METRIC_FAMILIES
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for invalid values."""
         _check(self.n_perm >= 10, "group.permutation.n_perm", self.n_perm, "at least 10")
         stats = ("tfce", "cluster_mass", "cluster_size", "voxel")
         _check(self.stat in stats, "group.permutation.stat", self.stat, f"one of {list(stats)}")
+        unknown = [f for f in self.families if f not in METRIC_FAMILIES]
+        _check(
+            bool(self.families) and not unknown,
+            "group.permutation.families",
+            list(self.families),
+            f"a non-empty subset of {list(METRIC_FAMILIES)}",
+        )
 
 
 def _study_grf() -> dict[str, GRFConfig]:

@@ -531,7 +531,7 @@ def _analyse(
         t_thr.attrs["affine"] = gm.attrs["affine"]
         result.paths[f"{variant}_t"] = io.to_nifti(t_all, out_dir / "maps" / f"{variant}_t.nii.gz")
         result.paths[f"{variant}_t_grf"] = io.to_nifti(t_thr, out_dir / "maps" / f"{variant}_t_grf.nii.gz")
-    if g.permutation.enabled:
+    if g.permutation.enabled and family in g.permutation.families:
         _permutation(variant, maps, gm, config, thr, out_dir, result, atlas)
     return res
 

@@ -103,7 +103,7 @@ def test_demo_prints_recovery_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "planted effects (patients vs controls):" in out
     # the same summary for permutation inference at the same thresholds
-    assert "with permutation inference (50 permutations, cluster size, same thresholds):" in out
+    assert "with permutation inference (50 permutations, cluster mass, same thresholds):" in out
     assert out.count("planted effects (patients vs controls):") == 2
     assert (tmp_path / "out" / "tables" / "malff_permutation_clusters.csv").exists()
     assert "alff  Postcentral_R" in out

@@ -23,13 +23,15 @@ def test_defaults_are_the_study():
 
 
 def test_toml_round_trip(tmp_path):
-    cfg = StudyConfig.from_toml_string("[metrics]\nfamilies = ['alff', 'dc']\n[group.grf.dc]\nvoxel_p = 0.001\n")
+    text = "[metrics]\nfamilies = ['alff', 'dc']\n[group.grf.dc]\nvoxel_p = 0.001\n"
+    cfg = StudyConfig.from_toml_string(text + "[group.permutation]\nenabled = true\nfamilies = ['dc']\n")
     path = tmp_path / "study.toml"
     path.write_text(cfg.to_toml())
     again = StudyConfig.from_toml(path)
     assert again == cfg
     assert again.group.grf["dc"].voxel_p == 0.001 and again.group.grf["dc"].cluster_p == 0.05
     assert again.group.grf["alff"].voxel_p == 0.01
+    assert again.group.permutation.families == ("dc",)
 
 
 def test_hash_tracks_sections():
@@ -54,6 +56,8 @@ def test_hash_tracks_sections():
         ("[group.grf.dc]\nvoxel_p = 1.5\n", r"group.grf.dc.voxel_p = 1.5 is invalid"),
         ("[group.grf.alf]\nvoxel_p = 0.1\n", r"group.grf = 'alf' is invalid"),
         ("[group.permutation]\nstat = 'max'\n", r"group.permutation.stat = 'max' is invalid"),
+        ("[group.permutation]\nfamilies = ['degree']\n", r"group.permutation.families = \['degree'\] is invalid"),
+        ("[group.permutation]\nfamilies = []\n", r"group.permutation.families = \[\] is invalid"),
         ("[group]\nexclude_movers = 1\n", r"group.exclude_movers = 1 is invalid; expected true or false"),
         ("preprocess = 3\n", r"preprocess must be a table"),
         ("[preprocess\n", r"invalid TOML"),
@@ -71,3 +75,21 @@ def test_file_errors_name_the_file(tmp_path):
     path.write_text("[metrics]\ndc_threshold = 2\n")
     with pytest.raises(ConfigError, match=r"bad\.toml: metrics.dc_threshold = 2.0 is invalid"):
         StudyConfig.from_toml(path)
+
+
+def test_example_config_states_every_default():
+    """examples/study.toml lists every key of the configuration, each with its default value."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "study.toml"
+
+    def keys(tree, prefix=""):
+        return {
+            k
+            for name, v in tree.items()
+            for k in (keys(v, f"{prefix}{name}.") if isinstance(v, dict) else [prefix + name])
+        }
+
+    assert keys(tomllib.loads(path.read_text())) == keys(StudyConfig().to_dict())
+    assert StudyConfig.from_toml(path) == StudyConfig()

@@ -226,9 +226,9 @@ def test_report_needs_stored_maps(store, tmp_path):
 def test_config_path_keeps_movers_and_bad_store(store, tmp_path):
     toml = tmp_path / "study.toml"
     toml.write_text(
-        '[metrics]\nfamilies = ["alff"]\n[preprocess]\ndiscard = 4\n[output]\nfigures = false\n'
+        '[metrics]\nfamilies = ["alff", "reho"]\n[preprocess]\ndiscard = 4\n[output]\nfigures = false\n'
         "[group]\nexclude_movers = false\n[group.permutation]\nenabled = true\nn_perm = 200\n"
-        'stat = "cluster_size"\n'
+        'stat = "cluster_size"\nfamilies = ["alff"]\n'
     )
     result = pipeline.run(toml, store, progress=False, output=tmp_path / "o")
     assert "zalff" in result.tables
@@ -241,6 +241,7 @@ def test_config_path_keeps_movers_and_bad_store(store, tmp_path):
     assert nib.load(result.paths["malff_perm_p_fwe"]).shape == SHAPE
     # permutation clusters: the voxels of FWE p below ALFF's cluster p (0.01), labelled by sign
     assert set(result.permutation_tables) == {"malff", "zalff"}
+    assert "smreho" in result.tables and "smreho_perm_p_fwe" not in result.paths  # GRF only
     n_clusters = 0
     for variant, table in result.permutation_tables.items():
         p_fwe = np.asarray(nib.load(result.paths[f"{variant}_perm_p_fwe"]).dataobj)
