@@ -6,8 +6,8 @@ the study's maps, ages and sexes drawn independently of the group. The two-sampl
 with age and sex covariates is then thresholded
 
 * with :func:`brainarr.stats.grf` (smoothness estimated from the residuals, two-tailed), and
-* with :func:`brainarr.stats.permutation` (cluster size, Freedman-Lane, max statistic,
-  two-tailed),
+* with :func:`brainarr.stats.permutation` (Freedman-Lane, max statistic, two-tailed; the
+  cluster size by default, ``--stat cluster_mass`` or ``tfce``),
 
 at the study's thresholds (voxel p 0.01 / cluster p 0.01 and voxel p 0.05 / cluster p 0.05).
 A family-wise false positive is any surviving cluster. The nominal rate is the cluster p;
@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--fwhm", type=float, default=7.0, help="smoothness of the noise, mm")
     parser.add_argument("--size", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stat", default="cluster_size", choices=("cluster_size", "cluster_mass", "tfce"), help="permutation statistic"
+    )
     args = parser.parse_args()
 
     shape = (args.size,) * 3
@@ -105,7 +108,7 @@ def main() -> None:
                     maps,
                     mask=m,
                     n_perm=args.n_perm,
-                    stat="cluster_size",
+                    stat=args.stat,
                     voxel_p=vp,
                     tail="both",
                     seed=int(rng.integers(2**31)),
@@ -121,14 +124,15 @@ def main() -> None:
     print(
         f"{n} null cohorts (31 + 32 subjects, age + sex covariates), grid {shape} at 3 mm, "
         f"{int(mask.sum())} mask voxels, noise FWHM {args.fwhm:g} mm "
-        f"(estimated {np.mean(fwhm_est):.2f} mm), {args.n_perm} permutations, {elapsed:.0f} s"
+        f"(estimated {np.mean(fwhm_est):.2f} mm), {args.n_perm} permutations ({args.stat}), {elapsed:.0f} s"
     )
     print()
     print("| method | voxel p | cluster p (nominal FWER) | false positives | FWER | 95% CI (Clopper-Pearson) |")
     print("|---|---|---|---|---|---|")
     for (method, vp, cp), k in hits.items():
         lo, hi = clopper_pearson(k, n)
-        print(f"| {method} | {vp:g} | {cp:g} | {k} / {n} | {k / n:.3f} | [{lo:.3f}, {hi:.3f}] |")
+        label = f"permutation, {args.stat.replace('_', ' ')}" if method == "permutation" else "GRF (DPABI)"
+        print(f"| {label} | {vp:g} | {cp:g} | {k} / {n} | {k / n:.3f} | [{lo:.3f}, {hi:.3f}] |")
 
 
 if __name__ == "__main__":
