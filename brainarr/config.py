@@ -177,9 +177,12 @@ class PermutationConfig:
         Run the permutation test at all (off by default: the study used GRF only).
     n_perm : int
         Number of permutations, the identity included (5000).
-    stat : {"tfce", "cluster_mass", "cluster_size", "voxel"}
+    stat : {"cluster_mass", "tfce", "cluster_size", "voxel"}
         Statistic whose maximum over the map gives the FWE p (see
-        :func:`brainarr.stats.permutation`).
+        :func:`brainarr.stats.permutation`). The cluster mass (default) uses the family's
+        ``voxel_p`` as cluster-forming threshold, like the study's cluster inference; on the
+        simulated study it recovered more planted effects than the cluster size and had fewer
+        false clusters than TFCE (docs/scale.md).
     seed : int
         Seed of the permutations (results are reproducible for a seed).
     families : tuple of str
@@ -190,7 +193,7 @@ class PermutationConfig:
 
     enabled: bool = False
     n_perm: int = 5000
-    stat: str = "tfce"
+    stat: str = "cluster_mass"
     seed: int = 0
     families: tuple[str, ...] = METRIC_FAMILIES
 
