@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from calibration import clopper_pearson  # benchmarks/calibration.py, beside this script
 
 from brainarr import io, pipeline
 from brainarr.cli import DEMO_SIZE, demo_config
@@ -48,6 +49,15 @@ def seed_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out += list(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def family_of(variant: str) -> str:
+    """Metric family of a group map: ``zfc_*`` -> fc, ``dc_*`` -> dc, ``smreho`` -> reho, else alff."""
+    if variant.startswith("zfc_"):
+        return "fc"
+    if variant.startswith("dc_"):
+        return "dc"
+    return "reho" if "reho" in variant else "alff"
 
 
 def study_config(n_perm: int, seed: int, stat: str = "cluster_mass") -> StudyConfig:
@@ -91,6 +101,13 @@ def one_seed(seed: int, effect_size: float, n_perm: int, workdir: Path, stat: st
                 "false": len(false),
                 "maps_with_false": false["variant"].nunique() if len(false) else 0,
                 "maps": len(maps),
+                "by_family": {
+                    family: (
+                        sum(family_of(v) == family for v in maps),
+                        sum(family_of(v) == family for v in (false["variant"].unique() if len(false) else [])),
+                    )
+                    for family in ("alff", "reho", "fc", "dc")
+                },
                 "false_clusters": false.assign(seed=seed, inference=inference),
                 "seconds": elapsed,
             }
@@ -132,6 +149,17 @@ def main() -> None:
             f"{int(part['maps'].sum())} group maps; planted effects recovered "
             f"{int(part['recovered'].sum())} of {int(part['planted'].sum())}"
         )
+    print("\ngroup maps with a false cluster, by metric family (nominal: the family's cluster p):")
+    grf = demo_config(figures=False).group.grf
+    for inference in summary["inference"].unique():
+        parts = []
+        for family in ("alff", "reho", "fc", "dc"):
+            n = sum(r["by_family"][family][0] for r in rows if r["inference"] == inference)
+            k = sum(r["by_family"][family][1] for r in rows if r["inference"] == inference)
+            if n:
+                lo, hi = clopper_pearson(k, n)
+                parts.append(f"{family} {k}/{n} [{lo:.3f}, {hi:.3f}] nominal {grf[family].cluster_p:g}")
+        print(f"  {inference}: " + "; ".join(parts))
     false = [r["false_clusters"] for r in rows if len(r["false_clusters"])]
     if args.csv:
         table = pd.concat(false, ignore_index=True) if false else pd.DataFrame()
