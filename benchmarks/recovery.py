@@ -40,6 +40,7 @@ from brainarr.cli import DEMO_SIZE, demo_config
 from brainarr.cohort import open_cohort
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
+from brainarr.pipeline import _family_of as family_of
 
 
 def seed_list(text: str) -> list[int]:
@@ -49,15 +50,6 @@ def seed_list(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out += list(range(int(lo), int(hi or lo) + 1))
     return out
-
-
-def family_of(variant: str) -> str:
-    """Metric family of a group map: ``zfc_*`` -> fc, ``dc_*`` -> dc, ``smreho`` -> reho, else alff."""
-    if variant.startswith("zfc_"):
-        return "fc"
-    if variant.startswith("dc_"):
-        return "dc"
-    return "reho" if "reho" in variant else "alff"
 
 
 def study_config(n_perm: int, seed: int, stat: str = "cluster_mass") -> StudyConfig:

@@ -373,6 +373,9 @@ def _compute(objs: dict[str, Any], client, progress: bool) -> dict[str, Any]:
 
 
 def _family_of(variant: str) -> str:
+    """Metric family of a group variant (``"zfc_<seed>"`` is FC)."""
+    if variant.startswith("zfc_"):
+        return "fc"
     for family, names in GROUP_VARIANTS.items():
         if variant in names:
             return family
@@ -504,7 +507,7 @@ def _analyse(
 ) -> xr.Dataset:
     from brainarr import io, stats
 
-    family = "fc" if variant.startswith("zfc_") else _family_of(variant)
+    family = _family_of(variant)
     g = config.group
     thr = g.grf.get(family)
     if thr is None:
