@@ -188,7 +188,8 @@ class PermutationConfig:
     families : tuple of str
         Metric families whose group maps are permuted (all by default). ``["dc"]`` keeps
         DPABI's GRF for ALFF, ReHo and FC and permutes only the degree-centrality maps, whose
-        0.05 / 0.05 GRF correction is anti-conservative (docs/scale.md).
+        0.05 / 0.05 GRF correction is the most anti-conservative (docs/scale.md: on simulated
+        null studies GRF is liberal for DC and ALFF, the permutation test holds its level).
     """
 
     enabled: bool = False
