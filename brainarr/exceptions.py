@@ -13,10 +13,12 @@ __all__ = [
     "DataValidationError",
     "DimensionError",
     "GridMismatchError",
+    "InputFileError",
     "MaskWarning",
     "MissingMetadataError",
     "ObliqueAffineWarning",
     "StoreError",
+    "StoreLockedError",
 ]
 
 
@@ -46,6 +48,15 @@ class DataValidationError(BrainarrError, ValueError):
 
 class StoreError(BrainarrError, OSError):
     """A cohort store cannot be read or written, or is not a brainarr store."""
+
+
+class StoreLockedError(StoreError):
+    """Another writer holds a cohort store's lock (a second ingest or run on the same store)."""
+
+
+class InputFileError(BrainarrError, OSError):
+    """An input file (NIfTI image, confounds or phenotype table, study config) is unreadable,
+    truncated, corrupt or malformed; the message names the file and the problem."""
 
 
 class MaskWarning(UserWarning):

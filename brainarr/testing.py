@@ -6,7 +6,9 @@ Downstream projects can reuse these in their own tests.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -16,13 +18,16 @@ from brainarr._core.dims import SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import spatial_coords
 
 __all__ = [
+    "BadInput",
     "CountingScheduler",
     "assert_lazy",
+    "check_bad_input",
     "make_affine",
     "make_bold",
     "make_maps",
     "raise_if_dask_computes",
     "sigkill_when",
+    "snapshot",
 ]
 
 
@@ -231,3 +236,72 @@ def sigkill_when(proc, condition, *, timeout: float, what: str = "the process"):
     if proc.returncode != -signal.SIGKILL:
         raise AssertionError(f"{what}: the process ended with {proc.returncode}, not by SIGKILL")
     return caught
+
+
+@dataclasses.dataclass
+class BadInput:
+    """A bad input of a catalogue test: ``call(tmp)`` must raise ``error`` naming ``names``.
+
+    Attributes
+    ----------
+    call : callable
+        Takes the test's temporary folder; the call that must fail.
+    error : exception type
+        The exception expected.
+    names : tuple of str
+        Regular expressions that must all be found in the message (the file, subject or key,
+        the problem and what to do).
+    store : callable, optional
+        Takes the temporary folder, returns a path that the call must leave byte for byte as
+        it was (or absent, when it did not exist).
+    setup : callable, optional
+        Takes the temporary folder; run before ``store`` is taken and the call is made.
+    """
+
+    call: Callable[[Path], object]
+    error: type[BaseException]
+    names: tuple[str, ...]
+    store: Callable[[Path], Path] | None = None
+    setup: Callable[[Path], object] | None = None
+
+
+def snapshot(path: Path) -> dict[str, str] | bytes | None:
+    """What is at ``path``: a file's bytes, a folder's ``{relative path: sha256}``, or None."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        return path.read_bytes()
+    if not path.exists():
+        return None
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def check_bad_input(case: BadInput, tmp: Path) -> BaseException:
+    """Run a :class:`BadInput` in folder ``tmp``; assert its error, message and untouched store.
+
+    Returns
+    -------
+    BaseException
+        The exception raised, for further checks.
+    """
+    import re
+
+    import pytest
+
+    if case.setup is not None:
+        case.setup(tmp)
+    store = case.store(tmp) if case.store is not None else None
+    before = snapshot(store) if store is not None else None
+    with pytest.raises(case.error) as info:
+        case.call(tmp)
+    message = str(info.value)
+    for pattern in case.names:
+        assert re.search(pattern, message), f"{pattern!r} not in message: {message}"
+    if store is not None:
+        assert snapshot(store) == before, f"{store} changed"
+    return info.value
