@@ -8,12 +8,28 @@ shape, TR, number of volumes) and the list of *committed* subjects. A subject is
 only after all its chunks are written; readers see committed subjects only, and a writer that
 finds extra (uncommitted) rows left by a crash trims them before appending. So a crash at
 any moment leaves the previous consistent cohort.
+
+Writers hold the store's lock (:class:`StoreLock`, a small Zarr group ``_writer_lock`` created
+with an exclusive create), so a second ingest or run on the same store fails at once with
+:class:`~brainarr.exceptions.StoreLockedError` instead of interleaving commits. A writer never
+removes or overwrites what brainarr did not create: a path holding a file, a non-empty folder,
+a Zarr v2 store or another Zarr v3 group is refused before anything is written, and a failed
+first subject removes only what that call wrote. :func:`repair` (``brainarr repair STORE``)
+brings any store left inconsistent back to its last consistent subject; writers do the same
+automatically when they take the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
+import logging
 import os
-from collections.abc import Mapping
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask.array as da
@@ -22,13 +38,26 @@ import xarray as xr
 import zarr
 
 from brainarr._core.dims import SPATIAL, SUBJECT, TIME
-from brainarr.exceptions import DataValidationError, GridMismatchError, StoreError
+from brainarr.exceptions import DataValidationError, GridMismatchError, StoreError, StoreLockedError
 
-__all__ = ["FORMAT_VERSION", "CohortWriter", "check_compatible", "open_cohort", "summary"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CohortWriter",
+    "StoreLock",
+    "check_compatible",
+    "open_cohort",
+    "repair",
+    "summary",
+]
+
+logger = logging.getLogger("brainarr")
 
 #: Version of the store layout written by this brainarr. Readers refuse newer layouts.
 FORMAT_VERSION = 1
 _ATTR = "brainarr"
+#: Name of the lock node inside a store (a Zarr group whose attributes say who writes).
+LOCK_NODE = "_writer_lock"
+_ZARR_V2_KEYS = (".zgroup", ".zarray", ".zattrs", ".zmetadata")
 
 
 def _open_group(store: str | os.PathLike, mode: str, storage_options: Mapping[str, Any] | None):
@@ -38,21 +67,85 @@ def _open_group(store: str | os.PathLike, mode: str, storage_options: Mapping[st
     return zarr.open_group(str(store) if isinstance(store, os.PathLike) else store, **kwargs)
 
 
+def _filesystem(store, storage_options) -> tuple[Any, str]:
+    """The fsspec filesystem of ``store`` and the store's path on it."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(store), **dict(storage_options or {}))
+
+
+def _entries(fs, root: str) -> list[str]:
+    """Names directly under ``root`` (listing afresh: object-store listings are cached)."""
+    fs.invalidate_cache(root)
+    return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+
+
+def _looks_like_image(name: str) -> str:
+    if name.endswith((".nii", ".nii.gz", ".gz")):
+        return " (it looks like an input image: did you forget the STORE argument? it comes last)"
+    return ""
+
+
+def _check_store_path(store, storage_options) -> bool:
+    """Refuse a path holding anything but a Zarr v3 group; return whether that group exists.
+
+    Returns False for a path that does not exist, an empty folder, or a folder holding only a
+    store lock (left by a first write that was killed).
+    """
+    fs, root = _filesystem(store, storage_options)
+    fs.invalidate_cache(root)
+    try:
+        if fs.isfile(root):
+            raise StoreError(
+                f"{store} is a file, not a cohort store{_looks_like_image(root)}; "
+                "give the path of a new or existing cohort store (a folder such as study.zarr)"
+            )
+        if not fs.isdir(root):
+            return False
+        entries = _entries(fs, root)
+    except StoreError:
+        raise
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise StoreError(f"cannot inspect {store}: {err}") from err
+    entries = [e for e in entries if e not in (".", "")]
+    if "zarr.json" in entries:
+        return True
+    v2 = [e for e in entries if e in _ZARR_V2_KEYS]
+    if v2:
+        raise StoreError(
+            f"{store} is a Zarr v2 store ({', '.join(v2)} found), not a brainarr cohort store (Zarr v3); "
+            "brainarr never overwrites it: use a new path"
+        )
+    others = [e for e in entries if e != LOCK_NODE]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise StoreError(
+            f"{store} is a folder that is not empty and not a cohort store (it holds {shown}); "
+            "brainarr never writes into it: give a new path or an empty folder"
+        )
+    return False
+
+
 def _store_state(store, storage_options) -> dict[str, Any] | None:
-    """The ``brainarr`` group attribute of an existing store, or None if there is no store."""
+    """The ``brainarr`` group attribute of an existing store, or None if there is no store.
+
+    Raises :class:`StoreError` when the path holds something other than a brainarr store.
+    """
+    if not _check_store_path(store, storage_options):
+        return None
     try:
         group = _open_group(store, "r", storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
-    except Exception as err:  # a store of another format, a file, a permission problem
-        if "not found" in str(err).lower() or isinstance(err, (KeyError,)):
-            return None
+    except Exception as err:  # a store of another format, a permission problem
         raise StoreError(f"cannot open {store} as a Zarr v3 group: {err}") from err
     state = group.attrs.get(_ATTR)
     if state is None:
         raise StoreError(
             f"{store} is a Zarr group but not a brainarr cohort store (no '{_ATTR}' attribute); "
-            "use a new path or remove it"
+            "brainarr never overwrites it: use a new path"
         )
     version = int(state.get("format", 0))
     if version > FORMAT_VERSION:
@@ -63,6 +156,166 @@ def _store_state(store, storage_options) -> dict[str, Any] | None:
     if version < 1:
         raise StoreError(f"{store} has an invalid brainarr format version {version}")
     return dict(state)
+
+
+# --------------------------------------------------------------------------- the writer lock
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+class StoreLock:
+    """Exclusive writer lock on a cohort store.
+
+    The lock is a Zarr group ``_writer_lock`` inside the store whose ``zarr.json`` is created
+    with an exclusive create (``O_EXCL`` on local disks, a conditional put on object stores
+    that support it), so of two writers exactly one gets it. Its attributes name the holder
+    (command, host, process id, start time). A lock left by a process that no longer runs on
+    this host is stale and is taken over with a log message; a lock held by a live process or
+    by another host raises :class:`~brainarr.exceptions.StoreLockedError` after ``wait`` seconds.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Local path or fsspec URL of the store.
+    storage_options : mapping, optional
+        fsspec options.
+    command : str, default "write"
+        What the holder does (``"ingest"``, ``"run"``, ``"repair"``), shown to other writers.
+    wait : float, default 0
+        Seconds to wait for a held lock before raising.
+
+    Examples
+    --------
+    >>> from brainarr.cohort import StoreLock
+    >>> with StoreLock("memory://locked.zarr", command="example"):
+    ...     pass  # only this writer may change the store here
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        command: str = "write",
+        wait: float = 0.0,
+    ) -> None:
+        self.store = str(store)
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.command = command
+        self.wait = float(wait)
+        self.token: str | None = None
+        self._fs, root = _filesystem(self.store, self.storage_options)
+        self._dir = f"{root.rstrip('/')}/{LOCK_NODE}"
+        self._path = f"{self._dir}/zarr.json"
+
+    def _document(self) -> bytes:
+        from brainarr._core.version import __version__
+
+        self.token = uuid.uuid4().hex
+        holder = {
+            "command": self.command,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "token": self.token,
+            "version": __version__,
+        }
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": {"brainarr_lock": holder}}
+        return json.dumps(doc, indent=2).encode()
+
+    def _create(self, payload: bytes) -> None:
+        """Create the lock document; FileExistsError if it exists."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        if isinstance(self._fs, LocalFileSystem):
+            os.makedirs(self._dir, exist_ok=True)
+            fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            return
+        try:
+            self._fs.pipe_file(self._path, payload, mode="create")
+        except TypeError:  # a filesystem without exclusive create: check, then write
+            if self._fs.exists(self._path):
+                raise FileExistsError(self._path) from None
+            self._fs.pipe_file(self._path, payload)
+
+    def holder(self) -> dict[str, Any] | None:
+        """Who holds the lock (``command``, ``host``, ``pid``, ``started``), or None if free."""
+        try:
+            doc = json.loads(self._fs.cat_file(self._path))
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):
+            return {"command": "unknown (unreadable lock)", "host": "?", "pid": -1, "started": "?"}
+        return dict(doc.get("attributes", {}).get("brainarr_lock", {}))
+
+    def _stale(self, holder: Mapping[str, Any]) -> bool:
+        if holder.get("host") != socket.gethostname():
+            return False
+        pid = int(holder.get("pid", -1))
+        return pid > 0 and not _process_alive(pid)
+
+    def remove(self) -> None:
+        """Remove the lock whoever holds it (``brainarr repair --unlock``)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._fs.rm(self._dir, recursive=True)
+        self._fs.invalidate_cache(self._dir)
+
+    def acquire(self) -> StoreLock:
+        """Take the lock; raise :class:`~brainarr.exceptions.StoreLockedError` if another writer holds it."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                self._create(self._document())
+                return self
+            except FileExistsError:
+                pass
+            except NotADirectoryError as err:
+                raise StoreError(f"cannot create the cohort store {self.store}: {err.strerror or err}") from err
+            except OSError as err:
+                raise StoreError(f"cannot lock the cohort store {self.store}: {err}") from err
+            holder = self.holder()
+            if holder is None:
+                continue  # released in between
+            if self._stale(holder):
+                logger.warning(
+                    "%s: removing a stale lock of brainarr %s (pid %s on %s, since %s: that process no longer runs)",
+                    self.store, holder.get("command"), holder.get("pid"), holder.get("host"), holder.get("started"),
+                )  # fmt: skip
+                self.remove()
+                continue
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"{self.store} is locked by another writer: brainarr {holder.get('command')} "
+                    f"(pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}). "
+                    f"Wait for it to finish; if that process no longer runs, remove the lock with "
+                    f"'brainarr repair {self.store} --unlock'"
+                )
+            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+
+    def release(self) -> None:
+        """Give the lock back (only if this object still holds it)."""
+        if self.token is None:
+            return
+        holder = self.holder()
+        if holder is not None and holder.get("token") == self.token:
+            self.remove()
+        self.token = None
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def open_cohort(
@@ -111,7 +364,11 @@ def open_cohort(
         ds = ds.isel({SUBJECT: slice(0, len(committed))})
         found = [str(s) for s in ds[SUBJECT].values]
         if found != committed:
-            raise StoreError(f"{store}: subject ids {found} do not match the committed list {committed}")
+            raise StoreError(
+                f"{store}: subject ids {found} do not match the committed list {committed} (a writer was "
+                f"interrupted or two wrote at once); run 'brainarr repair {store}' to return to the last "
+                "consistent subject"
+            )
     ds = _hide_uncommitted_derived(ds, state, committed)
     ds = _strings_as_objects(ds)
     # phenotype coordinates are tiny: load them so selecting by group never builds a graph
@@ -242,7 +499,7 @@ def _check_finite_block(block: np.ndarray, subject: str) -> np.ndarray:
 
 
 class CohortWriter:
-    """Append subjects to a cohort store with commit semantics.
+    """Append subjects to a cohort store with commit semantics, under the store's lock.
 
     Parameters
     ----------
@@ -250,17 +507,57 @@ class CohortWriter:
         Local path or fsspec URL.
     storage_options : mapping, optional
         fsspec options.
+
+    Raises
+    ------
+    StoreError
+        If ``store`` holds something that is not a brainarr store (a file, a non-empty
+        folder, a Zarr v2 store, another Zarr v3 group): nothing there is ever changed.
+
+    Examples
+    --------
+    >>> writer = CohortWriter("memory://writer-example.zarr")
+    >>> with writer.locked("ingest"):  # doctest: +SKIP
+    ...     writer.append(subject_dataset)
     """
 
     def __init__(self, store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> None:
         self.store = str(store) if isinstance(store, os.PathLike) else store
         self.storage_options = dict(storage_options) if storage_options else None
         self.state = _store_state(self.store, self.storage_options)
+        self._lock: StoreLock | None = None
 
     @property
     def completed(self) -> list[str]:
         """Committed subject ids, in store order."""
         return list(self.state.get("subjects", [])) if self.state else []
+
+    @contextlib.contextmanager
+    def locked(self, command: str = "ingest", *, wait: float = 0.0) -> Iterator[CohortWriter]:
+        """Hold the store's lock; re-read and repair the commit state first.
+
+        A store that did not exist before and holds no committed subject when the block
+        ends (the first subject failed) is removed again: nothing is left behind.
+        """
+        if self._lock is not None:  # re-entrant
+            yield self
+            return
+        fs, root = _filesystem(self.store, self.storage_options)
+        fs.invalidate_cache(root)
+        existed = fs.exists(root)
+        lock = StoreLock(self.store, storage_options=self.storage_options, command=command, wait=wait)
+        lock.acquire()
+        self._lock = lock
+        try:
+            self.state = _store_state(self.store, self.storage_options)
+            if self.state is not None:
+                self._reconcile()
+            yield self
+        finally:
+            self._lock = None
+            lock.release()
+            if not existed and not self.completed:
+                self._remove_created()
 
     def reference_dataset(self) -> xr.Dataset | None:
         """The cohort as stored so far, or None for a new or empty store."""
@@ -274,18 +571,56 @@ class CohortWriter:
             kwargs["storage_options"] = self.storage_options
         return kwargs
 
-    def _trim(self) -> None:
-        """Cut every array with a ``subject`` dim back to the committed length."""
+    def _reconcile(self) -> dict[str, Any]:
+        """Bring the store back to its last consistent subject; return what was changed.
+
+        The committed subjects are kept up to the first one whose stored ``subject`` id does
+        not match (two writers that appended at once, or a crash between writing and
+        committing); every array along ``subject`` is cut to that length and the commit
+        records of derived maps forget the dropped subjects.
+        """
+        committed = self.completed
+        group = _open_group(self.store, "r+", self.storage_options)
+        stored: list[str] = []
+        if SUBJECT in group:
+            stored = [str(s) for s in np.asarray(group[SUBJECT][:], dtype=object)]
+        keep = 0
+        while keep < min(len(committed), len(stored)) and committed[keep] == stored[keep]:
+            keep += 1
+        dropped = committed[keep:]
+        changes: dict[str, Any] = {"dropped": dropped, "trimmed": {}}
+        if dropped:
+            state = dict(group.attrs[_ATTR])
+            state["subjects"] = committed[:keep]
+            derived = {}
+            for name, record in dict(state.get("derived", {})).items():
+                kept = [s for s in record.get("subjects", []) if s in set(committed[:keep])]
+                derived[name] = {**record, "subjects": kept}
+            state["derived"] = derived
+            group.attrs[_ATTR] = state
+            self.state = state
+            logger.warning(
+                "%s: subjects %s were not stored consistently and are rolled back; ingest them again",
+                self.store, dropped,
+            )  # fmt: skip
+        changes["trimmed"] = self._trim()
+        return changes
+
+    def _trim(self) -> dict[str, int]:
+        """Cut every array with a ``subject`` dim back to the committed length; return the cut arrays."""
         n = len(self.completed)
         group = _open_group(self.store, "r+", self.storage_options)
-        for _, array in group.arrays():
+        cut = {}
+        for name, array in group.arrays():
             names = array.metadata.dimension_names or ()
             if SUBJECT in names:
                 axis = names.index(SUBJECT)
                 if array.shape[axis] != n:
+                    cut[name] = int(array.shape[axis])
                     shape = list(array.shape)
                     shape[axis] = n
                     array.resize(tuple(shape))
+        return cut
 
     def _commit(self, subject: str) -> None:
         group = _open_group(self.store, "r+", self.storage_options)
@@ -294,12 +629,22 @@ class CohortWriter:
         group.attrs[_ATTR] = state
         self.state = state
 
-    def _remove_store(self) -> None:
-        import fsspec
+    def _clear(self) -> None:
+        """Remove what brainarr wrote in a store with no committed subject, keeping the lock."""
+        fs, root = _filesystem(self.store, self.storage_options)
+        with contextlib.suppress(FileNotFoundError):
+            for entry in _entries(fs, root):
+                if entry != LOCK_NODE:
+                    fs.rm(f"{root.rstrip('/')}/{entry}", recursive=True)
+            fs.invalidate_cache(root)
 
-        fs, path = fsspec.core.url_to_fs(self.store, **(self.storage_options or {}))
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+    def _remove_created(self) -> None:
+        """Remove the store folder this writer created, if nothing but its own leftovers are in it."""
+        fs, root = _filesystem(self.store, self.storage_options)
+        with contextlib.suppress(FileNotFoundError):
+            if set(_entries(fs, root)) <= {LOCK_NODE, "zarr.json"}:
+                fs.rm(root, recursive=True)
+            fs.invalidate_cache(root)
 
     def append(
         self,
@@ -312,8 +657,13 @@ class CohortWriter:
 
         ``static`` variables without a ``subject`` dim (masks) and cohort ``attrs`` are written
         with the first subject only. On any error the subject is rolled back (rows trimmed, or
-        a store created by this call removed) and the error re-raised.
+        what this call wrote into a new store removed) and the error re-raised. Takes the
+        store's lock unless the caller holds it (:meth:`locked`).
         """
+        if self._lock is None:
+            with self.locked("ingest"):
+                self.append(ds, static=static, attrs=attrs)
+            return
         subject = str(ds[SUBJECT].values[0])
         bold = ds["bold"]
         checked = da.map_blocks(_check_finite_block, bold.data, subject, dtype=bold.dtype)
@@ -343,18 +693,61 @@ class CohortWriter:
                     check_compatible_mask(var, bold, subject)
                     ds[name] = var.drop_vars([c for c in var.coords if c not in SPATIAL])
                     ds[name].attrs = {k: v for k, v in var.attrs.items() if k in ("long_name", "units")}
-                ds.to_zarr(self.store, mode="w", **self._to_zarr_kwargs())
+                self._clear()  # only brainarr's own leftovers: the path was checked on open
+                ds.to_zarr(self.store, mode="a", **self._to_zarr_kwargs())
             else:
                 self._trim()
                 ds.to_zarr(self.store, append_dim=SUBJECT, **self._to_zarr_kwargs())
         except BaseException:
             if fresh:
-                self._remove_store()
+                self._clear()
                 self.state = None
             else:
                 self._trim()
             raise
         self._commit(subject)
+
+
+def repair(
+    store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None, unlock: bool = False
+) -> dict[str, Any]:
+    """Bring a cohort store left inconsistent by a crash back to its last consistent subject.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Local path or fsspec URL of the store.
+    storage_options : mapping, optional
+        fsspec options.
+    unlock : bool, default False
+        First remove the writer lock whoever holds it. Only when no writer runs any more (a
+        lock of a dead process on this host is removed without this).
+
+    Returns
+    -------
+    dict
+        ``subjects`` (committed subjects kept), ``dropped`` (subjects rolled back: ingest
+        them again), ``trimmed`` (arrays cut back, with their previous length) and
+        ``unlocked`` (the holder of a removed lock, or None).
+
+    Raises
+    ------
+    StoreError
+        If there is no brainarr store at ``store``.
+    StoreLockedError
+        If a writer holds the lock and ``unlock`` is False.
+    """
+    writer = CohortWriter(store, storage_options=storage_options)
+    if writer.state is None:
+        raise StoreError(f"no cohort store at {store}")
+    unlocked = None
+    if unlock:
+        lock = StoreLock(store, storage_options=storage_options)
+        unlocked = lock.holder()
+        lock.remove()
+    with writer.locked("repair"):
+        changes = writer._reconcile()
+    return {"subjects": writer.completed, **changes, "unlocked": unlocked}
 
 
 def _jsonable(value: Any) -> Any:

@@ -791,12 +791,27 @@ def _write_subjects(
     storage_options: Mapping[str, Any] | None,
     progress: bool,
 ) -> None:
-    """Validate every pending subject against the cohort, then append them one by one."""
+    """Take the store's lock, validate every pending subject against the cohort, append them."""
+    from brainarr import cohort as _cohort
+
+    writer = _cohort.CohortWriter(store, storage_options=storage_options)
+    with writer.locked("ingest"):
+        _append_pending(writer, subjects, static=static, attrs=attrs, progress=progress)
+
+
+def _append_pending(
+    writer,
+    subjects: Mapping[str, xr.Dataset],
+    *,
+    static: Mapping[str, xr.DataArray],
+    attrs: Mapping[str, Any] | None,
+    progress: bool,
+) -> None:
+    """Under the store's lock: check the subjects not yet committed, then append them one by one."""
     import contextlib
 
     from brainarr import cohort as _cohort
 
-    writer = _cohort.CohortWriter(store, storage_options=storage_options)
     reference = writer.reference_dataset()
     pending = [s for s in subjects if s not in writer.completed]
     if not pending:

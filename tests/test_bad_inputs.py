@@ -192,8 +192,8 @@ CASES: dict[str, BadInput] = {
     "store-under-a-file": BadInput(
         # running as root, permissions do not stop writes: a path below a regular file cannot be created
         lambda t: bio.ingest({"sub-01": _nifti(t / "f.nii")}, t / "notes.txt" / "study.zarr"),
-        OSError,
-        ("sub-01", r"notes\.txt/study\.zarr", "Not a directory"),
+        StoreError,
+        (r"cannot create the cohort store", r"notes\.txt/study\.zarr", "Not a directory"),
         store=lambda t: t / "notes.txt",
         setup=lambda t: (t / "notes.txt").write_text("not a folder"),
     ),
