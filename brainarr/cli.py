@@ -36,6 +36,7 @@ Typical use:
   brainarr report study.zarr                     rebuild the report from stored maps
   brainarr ingest derivatives/ study.zarr        fMRIPrep or DPABI folder -> cohort store
   brainarr info study.zarr                       what a store holds
+  brainarr repair study.zarr                     return a crashed store to its last consistent subject
 """
 
 
@@ -140,6 +141,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("store", help="cohort store: a path or an fsspec URL")
     ing.add_argument("--phenotypes", help="participants.tsv or CSV with one row per subject")
     ing.add_argument("--tr", type=float, help="repetition time in s, for headers that lack it")
+
+    rep_ = sub.add_parser(
+        "repair",
+        help="bring a store left inconsistent by a crash back to its last consistent subject",
+        description="Cut every array of STORE back to its committed subjects, roll back subjects whose "
+        "stored ids do not match the commit record (two writers at once, or a crash between writing and "
+        "committing) and forget them in the derived maps' records. Ingest and run do the same "
+        "automatically when they start; re-run the ingest afterwards to add the rolled-back subjects.",
+    )
+    rep_.add_argument("store", help="cohort store: a path or an fsspec URL")
+    rep_.add_argument(
+        "--unlock",
+        action="store_true",
+        help="first remove the writer lock, whoever holds it (only when no ingest or run is still running)",
+    )
 
     info = sub.add_parser("info", help="describe a cohort store", description="Print what a cohort store holds.")
     info.add_argument("store", help="cohort store: a path or an fsspec URL")
@@ -340,6 +356,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             sources = args.sources[0] if len(args.sources) == 1 and Path(args.sources[0]).is_dir() else args.sources
             cohort = io.ingest(sources, args.store, phenotypes=args.phenotypes, tr=args.tr, progress=True)
             print(_cohort.summary(cohort))
+        elif args.command == "repair":
+            from brainarr import cohort as _cohort
+
+            done = _cohort.repair(args.store, unlock=args.unlock)
+            if done["unlocked"]:
+                holder = done["unlocked"]
+                who = f"brainarr {holder.get('command')} (pid {holder.get('pid')} on {holder.get('host')})"
+                print(f"removed the lock of {who}")
+            if done["dropped"]:
+                print(f"rolled back {len(done['dropped'])} subject(s): {', '.join(done['dropped'])}; ingest them again")
+            for name, length in done["trimmed"].items():
+                print(f"cut {name} from {length} to {len(done['subjects'])} subject rows")
+            print(f"{args.store}: {len(done['subjects'])} committed subject(s), consistent")
         elif args.command == "info":
             from brainarr import cohort as _cohort
 

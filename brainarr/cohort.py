@@ -526,6 +526,8 @@ class CohortWriter:
         self.storage_options = dict(storage_options) if storage_options else None
         self.state = _store_state(self.store, self.storage_options)
         self._lock: StoreLock | None = None
+        #: What :meth:`locked` changed to make the store consistent (``dropped``, ``trimmed``).
+        self.repaired: dict[str, Any] = {"dropped": [], "trimmed": {}}
 
     @property
     def completed(self) -> list[str]:
@@ -550,8 +552,7 @@ class CohortWriter:
         self._lock = lock
         try:
             self.state = _store_state(self.store, self.storage_options)
-            if self.state is not None:
-                self._reconcile()
+            self.repaired = self._reconcile() if self.state is not None else {"dropped": [], "trimmed": {}}
             yield self
         finally:
             self._lock = None
@@ -746,7 +747,7 @@ def repair(
         unlocked = lock.holder()
         lock.remove()
     with writer.locked("repair"):
-        changes = writer._reconcile()
+        changes = writer.repaired
     return {"subjects": writer.completed, **changes, "unlocked": unlocked}
 
 

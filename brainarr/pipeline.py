@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from brainarr._core.dims import SEED, SPATIAL, SUBJECT
-from brainarr.cohort import _open_group
+from brainarr.cohort import StoreLock, _open_group
 from brainarr.config import StudyConfig
 
 __all__ = ["FAMILY_VARIABLES", "GROUP_VARIANTS", "StudyResult", "derived_state", "recovery", "report", "run"]
@@ -598,6 +598,12 @@ def run(
     StudyResult
         Paths of the files written, the tables and the timings.
 
+    Raises
+    ------
+    StoreLockedError
+        If another writer (an ingest, another run) holds the store's lock; the run holds it
+        from start to end, so two runs never write the same store at once.
+
     Notes
     -----
     A derived map is recomputed for a subject only when the subject is not committed for it
@@ -620,8 +626,10 @@ def run(
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
     total = time.perf_counter()
+    lock = StoreLock(store, storage_options=storage_options, command="run")
     try:
         logger.info("brainarr run: store %s, output %s", store, out_dir)
+        lock.acquire()
         cohort = open_cohort(store, storage_options=storage_options)
         subjects = [str(s) for s in cohort[SUBJECT].values]
         if not subjects:
@@ -639,6 +647,7 @@ def run(
         with _Timer(result, "report"):
             _write_report(cohort, config, masks, group_results, out_dir, result, store)
     finally:
+        lock.release()
         result.timings["total"] = time.perf_counter() - total
         logger.info("brainarr run: total %.2f s", result.timings["total"])
         logger.removeHandler(handler)
