@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -100,7 +101,7 @@ def test_foreign_zarr_v3_group_is_never_overwritten(tmp_path):
     store = tmp_path / "other.zarr"
     zarr.open_group(str(store), mode="w", zarr_format=3).attrs["owner"] = "another tool"
     before = snapshot(store)
-    with pytest.raises(StoreError, match="not a brainarr cohort store.*never overwrites"):
+    with pytest.raises(StoreError, match=r"not a brainarr cohort store.*never overwrites"):
         bio.ingest(_files(tmp_path / "in"), store)
     assert snapshot(store) == before
 
@@ -144,7 +145,7 @@ def test_ingest_into_a_locked_store_fails_cleanly_and_writes_nothing(tmp_path):
             bio.ingest(_files(tmp_path / "more", 3), store)
         message = str(info.value)
         for part in (r"study\.zarr is locked by another writer", "brainarr run", f"pid {os.getpid()}", "--unlock"):
-            assert __import__("re").search(part, message), message
+            assert re.search(part, message), message
         assert {k: v for k, v in snapshot(store).items() if not k.startswith(LOCK_NODE)} == before
     assert snapshot(store) == before  # the lock is gone with its holder
     assert open_cohort(store).sizes["subject"] == 2
