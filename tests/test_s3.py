@@ -180,3 +180,17 @@ def test_alff_from_s3_cohort_equals_local(bucket, subjects, local_cohort):
     direct = xr.concat([bio.load_nifti(path).expand_dims(subject=[s]) for s, path in subjects.items()], dim="subject")
     reference = alff(direct).compute()
     np.testing.assert_allclose(got["alff"].values, reference["alff"].values, rtol=1e-6, atol=1e-7)
+
+
+def test_lock_is_exclusive_on_s3(bucket):
+    """The conditional put (If-None-Match) gives one writer the lock of an S3 store."""
+    from brainarr.cohort import StoreLock
+    from brainarr.exceptions import StoreLockedError
+
+    name, options = bucket
+    url = f"s3://{name}/study.zarr"
+    with StoreLock(url, storage_options=options, command="ingest"):
+        with pytest.raises(StoreLockedError, match=r"study\.zarr is locked by another writer: brainarr ingest"):
+            StoreLock(url, storage_options=options, command="run").acquire()
+    with StoreLock(url, storage_options=options, command="run") as lock:  # released: free again
+        assert lock.holder()["command"] == "run"
