@@ -2,7 +2,9 @@
 
 A config has four tables: ``[preprocess]``, ``[metrics]``, ``[group]`` and ``[output]``. Every
 key is optional; a missing key takes the study's value, an unknown key or a bad value raises
-:class:`ConfigError` naming the key, the value and what is allowed.
+:class:`ConfigError` naming the key, the value and what is allowed: a wrong type (a number
+where a table belongs, a boolean for a number, NaN or infinity), a value out of range, or a
+list with repeated entries.
 
 Examples
 --------
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +67,8 @@ class PreprocessConfig:
         Nuisance model: ``"friston24"`` (Friston et al. 1996), ``"white_matter"``, ``"csf"``,
         ``"global_signal"`` (not in the study).
     band : (float, float)
-        Band-pass in Hz for ReHo, FC and DC, and the ALFF band (0.01, 0.08).
+        Band-pass in Hz for ReHo, FC and DC, and the ALFF band (0.01, 0.08): exactly two
+        finite numbers with ``0 <= low < high``.
     filter : {"ideal", "butterworth"}
         Band-pass method ("ideal": RESTplus/DPABI FFT filter).
     mask_threshold : float
@@ -88,13 +92,17 @@ class PreprocessConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for invalid values."""
+        _check_types(self, "preprocess")
         _check(self.discard >= 0, "preprocess.discard", self.discard, "a non-negative integer")
         _check(self.detrend in (0, 1, 2, 3), "preprocess.detrend", self.detrend, "0, 1, 2 or 3")
         allowed = {"friston24", "white_matter", "csf", "global_signal"}
         unknown = [c for c in self.confounds if c not in allowed]
         _check(not unknown, "preprocess.confounds", list(self.confounds), f"a subset of {sorted(allowed)}")
+        _check_unique(self.confounds, "preprocess.confounds")
+        band = "[low, high]: two frequencies in Hz with 0 <= low < high"
+        _check(len(self.band) == 2, "preprocess.band", list(self.band), band)
         low, high = self.band
-        _check(0 <= low < high, "preprocess.band", list(self.band), "[low, high] in Hz with 0 <= low < high")
+        _check(0 <= low < high, "preprocess.band", list(self.band), band)
         _check(self.filter in ("ideal", "butterworth"), "preprocess.filter", self.filter, "'ideal' or 'butterworth'")
         _check(0 <= self.mask_threshold < 1, "preprocess.mask_threshold", self.mask_threshold, "in [0, 1)")
         _check(0 < self.tissue_threshold < 1, "preprocess.tissue_threshold", self.tissue_threshold, "in (0, 1)")
@@ -117,9 +125,10 @@ class MetricsConfig:
     reho_neighbourhood : {7, 19, 27}
         ReHo cluster size (27).
     dc_threshold : float
-        Correlation threshold of degree centrality (r > 0.25).
+        Correlation threshold of degree centrality (r > 0.25); ``0 <= r < 1``.
     smooth_fwhm : float
-        Gaussian FWHM in mm of the smoothed variants (6).
+        Gaussian FWHM in mm of the smoothed variants (6); positive (the smoothed variants are
+        always computed, so 0 is refused rather than taken as "no smoothing").
     """
 
     families: tuple[str, ...] = METRIC_FAMILIES
@@ -130,13 +139,33 @@ class MetricsConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for invalid values."""
+        _check_types(self, "metrics")
         unknown = [f for f in self.families if f not in METRIC_FAMILIES]
-        _check(not unknown, "metrics.families", list(self.families), f"a subset of {list(METRIC_FAMILIES)}")
+        _check(
+            bool(self.families) and not unknown,
+            "metrics.families",
+            list(self.families),
+            f"a non-empty subset of {list(METRIC_FAMILIES)}",
+        )
+        _check_unique(self.families, "metrics.families")
+        _check_unique(self.seeds, "metrics.seeds")
         _check(
             self.reho_neighbourhood in (7, 19, 27), "metrics.reho_neighbourhood", self.reho_neighbourhood, "7, 19 or 27"
         )
-        _check(-1 < self.dc_threshold < 1, "metrics.dc_threshold", self.dc_threshold, "a correlation in (-1, 1)")
-        _check(self.smooth_fwhm >= 0, "metrics.smooth_fwhm", self.smooth_fwhm, "a non-negative FWHM in mm")
+        _check(
+            0 <= self.dc_threshold < 1,
+            "metrics.dc_threshold",
+            self.dc_threshold,
+            "a correlation threshold r with 0 <= r < 1 (edges are correlations above r; a negative r "
+            "would connect almost every pair of voxels)",
+        )
+        _check(
+            self.smooth_fwhm > 0,
+            "metrics.smooth_fwhm",
+            self.smooth_fwhm,
+            "a positive FWHM in mm (the smoothed variants smreho and dc_*_sm/_sz are always computed; "
+            "0 cannot mean 'no smoothing')",
+        )
         if "fc" in self.families:
             from brainarr.datasets import aal_labels
 
@@ -158,6 +187,7 @@ class GRFConfig:
 
     def validate(self, where: str = "group.grf") -> None:
         """Raise :class:`ConfigError` for invalid values."""
+        _check_types(self, where)
         _check(0 < self.voxel_p < 1, f"{where}.voxel_p", self.voxel_p, "a probability in (0, 1)")
         _check(0 < self.cluster_p < 1, f"{where}.cluster_p", self.cluster_p, "a probability in (0, 1)")
 
@@ -200,7 +230,9 @@ class PermutationConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for invalid values."""
+        _check_types(self, "group.permutation")
         _check(self.n_perm >= 10, "group.permutation.n_perm", self.n_perm, "at least 10")
+        _check(self.seed >= 0, "group.permutation.seed", self.seed, "a non-negative integer")
         stats = ("tfce", "cluster_mass", "cluster_size", "voxel")
         _check(self.stat in stats, "group.permutation.stat", self.stat, f"one of {list(stats)}")
         unknown = [f for f in self.families if f not in METRIC_FAMILIES]
@@ -210,6 +242,7 @@ class PermutationConfig:
             list(self.families),
             f"a non-empty subset of {list(METRIC_FAMILIES)}",
         )
+        _check_unique(self.families, "group.permutation.families")
 
 
 def _study_grf() -> dict[str, GRFConfig]:
@@ -226,9 +259,10 @@ class GroupConfig:
     by : str
         Subject coordinate holding the groups.
     groups : (str, str)
-        Contrast ``groups[0] - groups[1]`` (patients minus controls).
+        Contrast ``groups[0] - groups[1]`` (patients minus controls): two different labels,
+        compared exactly with the subjects' labels (so none may have surrounding whitespace).
     covariates : tuple of str
-        Subject coordinates entered as covariates (age, sex).
+        Subject coordinates entered as covariates (age, sex); each once, and not ``by``.
     grf : dict of GRFConfig
         Thresholds per metric family (ALFF, ReHo, FC: 0.01/0.01; DC: 0.05/0.05).
     permutation : PermutationConfig
@@ -245,11 +279,37 @@ class GroupConfig:
     exclude_movers: bool = True
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for invalid values."""
-        _check(len(self.groups) == 2, "group.groups", list(self.groups), "two group labels [first, second]")
+        """Raise :class:`ConfigError` for invalid values.
+
+        Group labels are compared exactly with the subjects' labels, so labels with leading
+        or trailing whitespace are refused, as are two identical labels and a covariate that
+        is the group coordinate itself.
+        """
+        _check_types(self, "group")
+        _check_name(self.by, "group.by", "a subject coordinate name")
+        two = "two different, non-empty group labels [first, second]"
+        _check(len(self.groups) == 2, "group.groups", list(self.groups), two)
+        for label in self.groups:
+            _check_name(label, "group.groups", "group labels without leading or trailing whitespace", list(self.groups))
+        _check(self.groups[0] != self.groups[1], "group.groups", list(self.groups), two)
+        for cov in self.covariates:
+            _check_name(cov, "group.covariates", "subject coordinate names", list(self.covariates))
+        _check_unique(self.covariates, "group.covariates")
+        _check(
+            self.by not in self.covariates,
+            "group.covariates",
+            list(self.covariates),
+            f"subject coordinates other than group.by = {self.by!r} (the groups cannot be their own covariate)",
+        )
+        if not isinstance(self.grf, dict):
+            raise ConfigError(f"group.grf must be a table of metric families, got {self.grf!r}")
         for family, grf in self.grf.items():
             _check(family in METRIC_FAMILIES, "group.grf", family, f"tables named after {list(METRIC_FAMILIES)}")
+            if not isinstance(grf, GRFConfig):
+                raise ConfigError(f"group.grf.{family} must be a table (voxel_p, cluster_p, two_tailed), got {grf!r}")
             grf.validate(f"group.grf.{family}")
+        if not isinstance(self.permutation, PermutationConfig):
+            raise ConfigError(f"group.permutation must be a table, got {self.permutation!r}")
         self.permutation.validate()
 
 
@@ -263,7 +323,8 @@ class OutputConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for invalid values."""
-        _check(bool(self.directory), "output.directory", self.directory, "a folder path")
+        _check_types(self, "output")
+        _check(bool(self.directory.strip()), "output.directory", self.directory, "a folder path")
 
 
 @dataclass(frozen=True)
@@ -277,6 +338,14 @@ class StudyConfig:
 
     def validate(self) -> StudyConfig:
         """Validate every section; return ``self``."""
+        for name, kind in (
+            ("preprocess", PreprocessConfig),
+            ("metrics", MetricsConfig),
+            ("group", GroupConfig),
+            ("output", OutputConfig),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"{name} must be a table, got {getattr(self, name)!r}")
         self.preprocess.validate()
         self.metrics.validate()
         self.group.validate()
@@ -330,6 +399,35 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key} = {value!r} is invalid; expected {allowed}")
 
 
+def _check_types(section: Any, where: str) -> None:
+    """Check the type of every scalar and list field (also for sections built in Python)."""
+    defaults = type(section)()
+    for f in dataclasses.fields(section):
+        current = getattr(defaults, f.name)
+        if not (dataclasses.is_dataclass(current) or isinstance(current, dict)):
+            _coerce(_plain(getattr(section, f.name)), current, f"{where}.{f.name}")
+
+
+def _check_unique(values: tuple[Any, ...], key: str) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{key} = {list(values)!r} is invalid; expected each entry once, but {repeated} appear more than once"
+        )
+
+
+def _check_name(value: str, key: str, allowed: str, shown: Any = None) -> None:
+    """A label or coordinate name: non-empty, without leading or trailing whitespace."""
+    shown = value if shown is None else shown
+    if not value.strip():
+        raise ConfigError(f"{key} = {shown!r} is invalid; expected {allowed}, not an empty string")
+    if value != value.strip():
+        raise ConfigError(
+            f"{key} = {shown!r} is invalid; expected {allowed}: {value!r} has leading or trailing whitespace, "
+            f"and labels are compared exactly (write {value.strip()!r})"
+        )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -361,6 +459,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 raise ConfigError(f"{key} must be a table of metric families, got {value!r}")
             merged = dict(current)
             for family, sub in value.items():
+                _check(family in METRIC_FAMILIES, key, family, f"tables named after {list(METRIC_FAMILIES)}")
+                if not isinstance(sub, dict):
+                    raise ConfigError(f"{key}.{family} must be a table (voxel_p, cluster_p, two_tailed), got {sub!r}")
                 base = merged.get(family, GRFConfig())
                 merged[family] = _build(GRFConfig, {**dataclasses.asdict(base), **sub}, f"{key}.{family}")
             kwargs[name] = merged
@@ -379,9 +480,7 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r} is invalid; expected an integer")
         return value
     if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} = {value!r} is invalid; expected a number")
-        return float(value)
+        return _number(value, key)
     if isinstance(current, str):
         if not isinstance(value, str):
             raise ConfigError(f"{key} = {value!r} is invalid; expected a string")
@@ -392,11 +491,25 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         if current and isinstance(current[0], float):
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{key} = {value!r} is invalid; expected a list of numbers")
-            return tuple(float(v) for v in value)
+            return tuple(_number(v, key, shown=value) for v in value)
         if not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} = {value!r} is invalid; expected a list of strings")
         return tuple(value)
     return value  # pragma: no cover - every field type is handled above
+
+
+def _number(value: Any, key: str, *, shown: Any = None) -> float:
+    """A finite float from a TOML int or float (booleans, NaN and infinities refused)."""
+    shown = value if shown is None else shown
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} = {shown!r} is invalid; expected a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} = {shown!r} is invalid; expected a finite number")
+    return number
 
 
 def _toml_value(value: Any) -> str:

@@ -40,7 +40,8 @@ import xarray as xr
 
 from brainarr._core.dims import SEED, SPATIAL, SUBJECT
 from brainarr.cohort import StoreLock, _open_group
-from brainarr.config import StudyConfig
+from brainarr.config import ConfigError, StudyConfig
+from brainarr.exceptions import BrainarrError, DataValidationError, MissingMetadataError
 
 __all__ = ["FAMILY_VARIABLES", "GROUP_VARIANTS", "StudyResult", "derived_state", "recovery", "report", "run"]
 
@@ -156,7 +157,15 @@ def _record_config(store: str, config: StudyConfig, storage_options: Mapping[str
 
 def _stored_config(store: str, storage_options: Mapping[str, Any] | None) -> StudyConfig | None:
     state = dict(_open_group(store, "r", storage_options).attrs.get(_ATTR, {}))
-    return StudyConfig.from_dict(state["config"]) if "config" in state else None
+    if "config" not in state:
+        return None
+    try:
+        return StudyConfig.from_dict(state["config"])
+    except ConfigError as err:
+        raise ConfigError(
+            f"{store}: the config recorded by the last run is not valid for this brainarr ({err}); "
+            "give the study config (--config study.toml)"
+        ) from err
 
 
 def _set_derived(group, name: str, record: dict[str, Any] | None) -> None:
@@ -516,9 +525,12 @@ def _analyse(
         thr = GRFConfig()
     maps = maps.load()
     maps.attrs.setdefault("affine", gm.attrs["affine"])
-    tt = stats.ttest2(maps, by=g.by, covariates=list(g.covariates), groups=list(g.groups), mask=gm)
-    res = stats.grf(tt, mask=gm, voxel_p=thr.voxel_p, cluster_p=thr.cluster_p, two_tailed=thr.two_tailed)
-    res = res.compute()
+    try:
+        tt = stats.ttest2(maps, by=g.by, covariates=list(g.covariates), groups=list(g.groups), mask=gm)
+        res = stats.grf(tt, mask=gm, voxel_p=thr.voxel_p, cluster_p=thr.cluster_p, two_tailed=thr.two_tailed)
+        res = res.compute()
+    except BrainarrError as err:  # name the map: a subject's map may be unusable in one variant only
+        raise type(err)(f"group map {variant!r}: {err}") from err
     table = stats.cluster_table(res, atlas=atlas)
     result.tables[variant] = table
     csv = out_dir / "tables" / f"{variant}_clusters.csv"
@@ -636,7 +648,9 @@ def run(
             raise ValueError(f"{store}: the cohort has no committed subject")
         with _Timer(result, "motion_qc"):
             qc = _motion(cohort, config)
+        _check_group_model(cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars}), config)
         masks = analysis_masks(cohort, config)
+        _check_subject_model(cohort, config, masks)
         with _Timer(result, "subjects"):
             _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result)
         _record_config(store, config, storage_options)
@@ -687,6 +701,74 @@ def _subject_level(cohort, store, storage_options, config, masks, subjects, clie
         for name in names:
             _write_row(store, storage_options, name, index, subject, np.asarray(values[name]))
         logger.info("subject %s: %s in %.2f s", subject, ", ".join(names), time.perf_counter() - start)
+
+
+def _check_group_model(cohort: xr.Dataset, config: StudyConfig) -> None:
+    """Refuse, before any subject map is computed, a group model that cannot be fitted.
+
+    The group labels are checked on the whole cohort (a wrong-case or misspelt label is named
+    with the labels present), the motion exclusions per group, then the design of the
+    subjects that enter the group level (covariate values, rank, degrees of freedom).
+    """
+    from brainarr import stats
+
+    g = config.group
+    func = f"brainarr.pipeline.run ({cohort.attrs.get('store', 'cohort')})"
+    if g.by not in cohort.coords:
+        available = sorted(str(c) for c in cohort.coords if cohort[c].dims == (SUBJECT,) and c != SUBJECT)
+        raise MissingMetadataError(
+            f"{func}: [group] by = {g.by!r} is not a subject coordinate of the cohort; available: {available} "
+            "(phenotype columns given at ingest)"
+        )
+    labels = np.asarray(cohort[g.by].values).astype(str)
+    subjects = np.asarray(cohort[SUBJECT].values).astype(str)
+    stats.check_groups(labels, subjects, by=g.by, groups=g.groups, func=func)
+    if g.exclude_movers:
+        excluded = np.asarray(cohort["excluded"].values, bool)
+        for group in g.groups:
+            members = labels == group
+            kept = int((members & ~excluded).sum())
+            if kept < 2:
+                movers = subjects[members & excluded].tolist()
+                raise DataValidationError(
+                    f"{func}: group {group!r} keeps {kept} of {int(members.sum())} subjects after excluding those "
+                    f"over the motion limits ([preprocess] max_translation = {config.preprocess.max_translation:g} "
+                    f"mm, max_rotation = {config.preprocess.max_rotation:g} degrees): {movers}; the two-sample "
+                    "test needs at least 2 per group: raise the limits or set [group] exclude_movers = false"
+                )
+    included = _included(cohort, config)
+    coords = {c: included[c] for c in included.coords if included[c].dims == (SUBJECT,)}
+    placeholder = xr.DataArray(np.zeros(included.sizes[SUBJECT]), dims=(SUBJECT,), coords=coords)
+    stats.group_design(
+        placeholder, by=g.by, covariates=list(g.covariates), groups=list(g.groups), center=False, func=func
+    )
+
+
+def _check_subject_model(cohort: xr.Dataset, config: StudyConfig, masks: Mapping[str, xr.DataArray]) -> None:
+    """Build the first subject's maps without computing them: a bad nuisance model fails before any write.
+
+    A model with at least as many regressors as the volumes left after ``discard`` would give
+    all-zero residuals and silently meaningless maps.
+    """
+    pre = config.preprocess
+    n_time = int(cohort.sizes["time"])
+    if pre.discard >= n_time:
+        raise ConfigError(
+            f"[preprocess] discard = {pre.discard} is invalid: the cohort {cohort.attrs.get('store', '')} has "
+            f"{n_time} volumes per subject"
+        )
+    bold = cohort["bold"].isel({SUBJECT: 0}, drop=True)
+    bold = bold.drop_vars([c for c in bold.coords if c not in bold.dims])
+    bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
+    motion = _motion_params(cohort["confounds"].isel({SUBJECT: 0}, drop=True))
+    try:
+        subject_maps(bold, motion.drop_vars([c for c in motion.coords if c not in motion.dims]), masks, config,
+                     tuple(config.metrics.families))  # fmt: skip
+    except DataValidationError as err:
+        raise DataValidationError(
+            f"[preprocess] discard = {pre.discard}, detrend = {pre.detrend}, confounds = {list(pre.confounds)} "
+            f"cannot be used on {n_time} volumes: {err}"
+        ) from err
 
 
 def _included(cohort: xr.Dataset, config: StudyConfig) -> xr.Dataset:
@@ -851,6 +933,7 @@ def report(
         raise ValueError(f"{store}: maps {missing} are incomplete; run 'brainarr run' to finish them")
     qc = _motion(cohort, config)
     cohort = cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars})
+    _check_group_model(cohort, config)
     masks = analysis_masks(cohort, config)
     families = tuple(f for f in config.metrics.families if all(n in state for n in FAMILY_VARIABLES[f]))
     import dataclasses

@@ -144,15 +144,15 @@ def test_rerun_recomputes_nothing_and_changed_parameter_only_its_maps(store, tmp
     first = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
     assert all(len(v) == 12 for v in first.computed.values())
     calls = []
-    real = pipeline.subject_maps
-    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: calls.append(a[-1]) or real(*a, **k))
+    real = pipeline._write_row
+    monkeypatch.setattr(pipeline, "_write_row", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     again = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
     assert calls == []
     assert all(v == [] for v in again.computed.values())
     before = open_cohort(store)["alff"].load()
     changed = pipeline.run(_config(families=("alff", "reho"), reho_neighbourhood=7), store, progress=False)
     assert {k for k, v in changed.computed.items() if v} == {"reho", "smreho"}
-    assert set(calls) == {("reho",)}
+    assert set(calls) == {"reho", "smreho"} and len(calls) == 2 * 12
     after = open_cohort(store)
     xr.testing.assert_identical(before, after["alff"].load())
     assert 'reho_neighbourhood": 7' in after["reho"].attrs["params"]

@@ -173,7 +173,11 @@ class TestReaders:
     def test_regress_with_read_confounds(self, tmp_path, rng):
         path = tmp_path / "c.tsv"
         path.write_text(TSV)
-        conf = bio.read_confounds_tsv(path, columns=["trans_x", "csf"], tr=2.0)
+        conf = bio.read_confounds_tsv(path, columns=["trans_x"], tr=2.0)
         bold = make_bold(rng.standard_normal((2, 3, 4, 3)))
         out = pp.regress(bold, conf, detrend=None)
         assert out.shape == bold.shape
+        # two columns and the intercept for three volumes would fit every series exactly
+        two = bio.read_confounds_tsv(path, columns=["trans_x", "csf"], tr=2.0)
+        with pytest.raises(DataValidationError, match=r"3 regressors \(2 confound column\(s\), an intercept\)"):
+            pp.regress(bold, two, detrend=None)

@@ -21,7 +21,7 @@ from brainarr._core.validation import (
     describe,
     get_tr,
 )
-from brainarr.exceptions import DimensionError, GridMismatchError
+from brainarr.exceptions import DataValidationError, DimensionError, GridMismatchError
 from brainarr.preprocess import _kernels as K
 
 __all__ = ["bandpass", "clean", "detrend", "discard", "regress", "slice_timing"]
@@ -164,6 +164,29 @@ def _confound_matrix(confounds: xr.DataArray, builder, **kwargs) -> xr.DataArray
     return mat
 
 
+def _check_regressors(bold: xr.DataArray, *, n_confounds: int, detrend: int | None, intercept: bool, func: str) -> None:
+    """Refuse a nuisance model with at least as many regressors as volumes (from shapes only).
+
+    Such a model fits every series exactly: the residuals are all zero and every metric
+    computed from them is meaningless.
+    """
+    n_time = bold.sizes[TIME]
+    n_trend = 0 if detrend is None else int(detrend)
+    n_mean = 1 if (intercept or detrend is not None) else 0
+    total = n_confounds + n_mean + n_trend
+    if total < n_time:
+        return
+    terms = ([f"{n_confounds} confound column(s)"] if n_confounds else []) + (["an intercept"] if n_mean else [])
+    terms += [f"{n_trend} polynomial trend term(s) (detrend={detrend})"] if n_trend else []
+    discarded = int(bold.attrs.get("discarded", 0))
+    left = f" left after discarding {discarded}" if discarded else ""
+    raise DataValidationError(
+        f"{func}: {total} regressors ({', '.join(terms)}) for {n_time} volumes{left} of {describe(bold)}: with "
+        "at least as many regressors as volumes the residuals are all zero; use fewer confounds (e.g. the 6 "
+        "motion parameters instead of friston24), a lower detrend order, or discard fewer volumes"
+    )
+
+
 def _check_band(
     low: float | None, high: float | None, tr: float, n_time: int, method: str, order: int, func: str
 ) -> None:
@@ -278,6 +301,7 @@ def detrend(bold: xr.DataArray, order: int = 1, *, mask: xr.DataArray | None = N
         raise ValueError(f"detrend: order must be a non-negative integer, got {order}")
     _check_bold(bold, "detrend")
     n_time = bold.sizes[TIME]
+    _check_regressors(bold, n_confounds=0, detrend=int(order), intercept=True, func="detrend")
     matrix = K.residual_matrix(K.polynomial_basis(n_time, int(order)))
     return _apply_time_matrix(bold, _matrix_da(matrix), mask=_as_mask(mask, bold, "detrend"))
 
@@ -437,7 +461,8 @@ def regress(
         If the confounds and ``bold`` have different numbers of time points.
     DataValidationError
         If a confound contains NaN or Inf (the message names the column; for dask-backed
-        confounds this is raised when the result is computed).
+        confounds this is raised when the result is computed), or if the design has at least
+        as many columns (confounds, intercept, trend terms) as ``bold`` has volumes.
 
     Notes
     -----
@@ -452,6 +477,7 @@ def regress(
     _check_bold(bold, "regress")
     conf = _confounds_da(confounds, bold.sizes[TIME], func="regress", bold=bold)
     order = 0 if detrend is None else int(detrend)
+    _check_regressors(bold, n_confounds=conf.sizes[CONFOUND], detrend=order, intercept=True, func="regress")
     matrix = _confound_matrix(conf, K.design_residual_matrix, detrend=order)
     return _apply_time_matrix(bold, matrix, mask=_as_mask(mask, bold, "regress"), add_mean=add_mean)
 
@@ -590,6 +616,13 @@ def clean(
     xarray.DataArray
         Cleaned series with ``T - discard`` volumes, same dims, chunks and floating dtype.
 
+    Raises
+    ------
+    DataValidationError
+        If the nuisance model (confound columns, intercept and trend terms) has at least as
+        many regressors as the ``T - discard`` volumes left (known from the shapes, so lazy
+        inputs stay lazy).
+
     Notes
     -----
     ``order="restplus"``: discard, then regress :math:`[C, 1, t, \dots, t^d]` out of every
@@ -626,6 +659,8 @@ def clean(
             else:
                 confounds = np.asarray(confounds)[discard:]
         conf = _confounds_da(confounds, n_time, func="clean", bold=bold)
+    n_confounds = 0 if conf is None else conf.sizes[CONFOUND]
+    _check_regressors(bold, n_confounds=n_confounds, detrend=detrend, intercept=order == "restplus", func="clean")
     filtering = filter is not None and (low is not None or high is not None)
     if filtering:
         tr = get_tr(bold, tr, func="clean")

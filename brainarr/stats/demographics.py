@@ -11,6 +11,7 @@ from scipy import stats
 
 from brainarr._core.dims import SUBJECT
 from brainarr.exceptions import MissingMetadataError
+from brainarr.stats._design import check_groups
 
 __all__ = ["demographics", "demographics_to_markdown"]
 
@@ -65,16 +66,19 @@ def demographics(
     group x level table without Yates' continuity correction
     (``scipy.stats.chi2_contingency(correction=False)``). This is the variant that gives the
     study's p = 0.081 for men 15/31 vs 9/33 (with Yates' correction it would be 0.137).
-    Missing values (NaN) are left out per variable.
+    Missing values (NaN) are left out per variable. The groups are checked as by
+    :func:`~brainarr.stats.ttest2` (labels compared exactly, each requested group present; a
+    label with surrounding whitespace is refused).
     """
     func = "brainarr.stats.demographics"
     df = _subject_frame(cohort_or_coords)
     if by not in df.columns:
         raise MissingMetadataError(f"{func}: no subject variable {by!r}; available: {list(df.columns)}")
     labels = df[by].astype(str)
-    levels = sorted(labels.unique()) if groups is None else [str(g) for g in groups]
-    if len(levels) != 2:
-        raise ValueError(f"{func}: {by!r} must have two groups to compare, got {levels}")
+    if groups is None and labels.nunique() != 2:
+        raise ValueError(f"{func}: {by!r} must have two groups to compare, got {sorted(labels.unique())}")
+    subjects = np.asarray(df.index).astype(str)
+    levels = list(check_groups(labels.to_numpy(), subjects, by=by, groups=groups, func=func, min_size=1))
     if variables is None:
         variables = [c for c in df.columns if c not in (by, "excluded")]
     rows = []

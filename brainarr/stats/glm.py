@@ -17,7 +17,7 @@ from scipy import special, stats
 
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL, SUBJECT
-from brainarr.stats._design import Design, check_design, check_maps, group_design, valid_voxels
+from brainarr.stats._design import Design, check_design, check_maps, check_subject_maps, group_design, valid_voxels
 
 __all__ = ["glm", "t_to_z", "ttest2"]
 
@@ -70,6 +70,7 @@ def _fit(maps: xr.DataArray, design: Design, mask: xr.DataArray | None, *, func:
     c = design.contrast
     var_c = float(c @ (pinv @ pinv.T) @ c)  # c (X'X)^-1 c'
     valid = valid_voxels(maps, mask, func=func)
+    maps_ok = check_subject_maps(maps, mask, func=func)  # True, or raises (when computed, for dask)
     y = maps.transpose(SUBJECT, *SPATIAL).where(valid, 0.0)
     dtype = np.float64
     y = y.astype(dtype)
@@ -82,7 +83,7 @@ def _fit(maps: xr.DataArray, design: Design, mask: xr.DataArray | None, *, func:
     effect = (xr.DataArray(c.astype(dtype), dims=REGRESSOR) * beta).sum(REGRESSOR)
     se = np.sqrt(sse / dof * var_c)
     # a perfect fit (a constant voxel) leaves only round-off in the residuals: t = 0 there
-    ok = valid & (sse > _PERFECT_FIT**2 * (y**2).sum(SUBJECT)) & (se > 0)
+    ok = valid & (sse > _PERFECT_FIT**2 * (y**2).sum(SUBJECT)) & (se > 0) & maps_ok
     t = xr.where(ok, effect / se.where(ok, 1.0), 0.0).astype(dtype)
     pval = xr.apply_ufunc(_t_pvalue, t, kwargs={"dof": dof}, dask="parallelized", output_dtypes=[np.float64]).where(
         ok, 1.0
@@ -162,6 +163,13 @@ def glm(
         ``maps`` is. attrs ``dof``, ``contrast``, ``contrast_vector``, ``regressors`` and
         ``design`` (nested list), plus ``affine``/``source`` from ``maps``.
 
+    Raises
+    ------
+    DataValidationError
+        The design leaves no residual degrees of freedom or is rank deficient, or a
+        subject's map is zero or non-finite at every voxel of the mask, or constant over it
+        (named; raised when ``t`` is computed for dask-backed maps).
+
     Notes
     -----
     With :math:`X^+` the Moore-Penrose pseudo-inverse,
@@ -225,6 +233,21 @@ def ttest2(
     xarray.Dataset
         As :func:`glm`: ``t``, ``p``, ``beta`` (regressor, x, y, z), ``residuals``, ``analysed``;
         attrs ``dof`` (n - p), ``contrast`` (``"group1 - group2"``), ``regressors``, ``design``.
+
+    Raises
+    ------
+    MissingMetadataError
+        A coordinate is missing; a requested group has no subject (the message lists the
+        labels present, their counts and the closest one) or fewer than 2; a label of ``by``
+        or of ``groups`` has surrounding whitespace (labels are compared exactly, never
+        stripped); a covariate has missing values (NaN, None, ``"n/a"``, ...), is text that
+        is mostly numbers (``"4o"`` among ages), or has levels that differ only in case or
+        whitespace. The subjects and values are named.
+    DataValidationError
+        A covariate is constant or collinear with the group or the covariates before it
+        (named, with its levels per group), the design leaves no residual degrees of
+        freedom, or a subject's map is zero or non-finite at every voxel of the mask, or
+        constant over it (named; raised when ``t`` is computed for dask-backed maps).
 
     Notes
     -----

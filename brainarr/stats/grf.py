@@ -23,7 +23,7 @@ from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL
 from brainarr._core.grid import voxel_size
 from brainarr._core.validation import check_same_grid, describe, get_affine
-from brainarr.exceptions import DimensionError, MissingMetadataError
+from brainarr.exceptions import DataValidationError, DimensionError, MissingMetadataError
 from brainarr.stats.glm import t_to_z
 from brainarr.stats.smoothness import smoothness
 
@@ -126,6 +126,21 @@ def _label_sign(part: np.ndarray, structure: np.ndarray, k: int) -> tuple[np.nda
     return relabel[labels], [int(sizes[i - 1]) for i in order]
 
 
+def _check_smoothness(dlh: float, fwhm_mm: np.ndarray, result: xr.Dataset, mask_np: np.ndarray, *, func: str) -> None:
+    """Refuse a smoothness that could not be estimated (no residual variance in the mask)."""
+    if np.isfinite(dlh) and dlh > 0 and np.all(np.isfinite(fwhm_mm)):
+        return
+    analysed = ""
+    if "analysed" in result:
+        n = int(np.count_nonzero(np.asarray(result["analysed"].transpose(*SPATIAL).values, bool) & mask_np))
+        analysed = f"{n} of the {int(mask_np.sum())} mask voxels were analysed; "
+    raise DataValidationError(
+        f"{func}: the smoothness of the residuals could not be estimated (dLh = {dlh}, FWHM = "
+        f"{[float(v) for v in fwhm_mm]} mm): {analysed}the residuals have no variance in the mask. Check that "
+        "no subject's map is zero or NaN everywhere and that the mask covers the maps, or pass fwhm="
+    )
+
+
 @record_history
 def grf(
     result: xr.Dataset,
@@ -173,6 +188,14 @@ def grf(
         doubled when two-tailed so it compares with ``cluster_p``). attrs ``z_threshold``,
         ``t_threshold``, ``cluster_size`` (k), ``fwhm`` (mm), ``dlh``, ``n_voxels``, ``dof`` and the options.
 
+    Raises
+    ------
+    DataValidationError
+        If the smoothness of the residuals cannot be estimated (no residual variance in the
+        mask, e.g. every voxel removed by a subject whose map is zero everywhere). The t map
+        is read before the residuals, so the subject checks of :func:`~brainarr.stats.ttest2`
+        name such a subject first.
+
     Notes
     -----
     Triggers computation (cluster labelling needs the data). ``t`` becomes ``z`` with the
@@ -213,12 +236,15 @@ def grf(
     n_voxels = int(mask_np.sum())
     if n_voxels == 0:
         raise ValueError(f"{func}: mask {describe(mask)} is empty")
+    # the t map first: reading it raises the subject checks of ttest2/glm (lazy for dask maps)
+    t_np = np.asarray(t_da.transpose(*SPATIAL).values, dtype=float)
     if fwhm is None:
         if "residuals" not in result:
             raise MissingMetadataError(f"{func}: result has no 'residuals' to estimate smoothness; pass fwhm=")
         smooth = smoothness(result["residuals"], mask, dof=dof).compute()
         fwhm_mm = np.asarray(smooth["fwhm"].values, dtype=float)
         dlh = float(smooth["dlh"].values)
+        _check_smoothness(dlh, fwhm_mm, result, mask_np, func=func)
     else:
         fwhm_mm = np.broadcast_to(np.asarray(fwhm, dtype=float), (3,)).copy()
         if np.any(fwhm_mm <= 0):
@@ -231,7 +257,6 @@ def grf(
     t_thr = float(stats.t.isf(pv, dof))
     k = cluster_size_threshold(z=z_thr, n_voxels=n_voxels, dlh=dlh, cluster_p=pc)
 
-    t_np = np.asarray(t_da.transpose(*SPATIAL).values, dtype=float)
     z_np = np.where(mask_np, t_to_z(t_np, dof), 0.0)
     pos, pos_sizes = _label_sign(z_np >= z_thr, structure, k)
     labels = pos

@@ -30,7 +30,7 @@ from scipy.sparse import csgraph
 
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL, SUBJECT
-from brainarr.stats._design import check_maps, group_design, valid_voxels
+from brainarr.stats._design import check_maps, check_subject_maps, group_design, valid_voxels
 from brainarr.stats.grf import cluster_structure
 
 __all__ = ["permutation", "tfce"]
@@ -282,7 +282,8 @@ class _Stat:
         return float(np.abs(self.signed_map(t_vec)).max(initial=0.0))
 
 
-def _extract(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _extract(data: np.ndarray, valid: np.ndarray, maps_ok: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The analysed voxels' data ``(n, V)`` and flat indices; ``maps_ok`` only orders the check first."""
     index = np.flatnonzero(np.asarray(valid).ravel())
     y = np.asarray(data, dtype=np.float64).reshape(data.shape[0], -1)[:, index]
     return y, index
@@ -400,6 +401,13 @@ def permutation(
         the first being the observed labelling). attrs ``dof``, ``contrast``, ``stat``,
         ``n_perm``, ``seed``, ``tail``.
 
+    Raises
+    ------
+    MissingMetadataError, DataValidationError
+        For the same designs and subject maps as :func:`~brainarr.stats.ttest2` (the design
+        is built by the same function); an unusable subject map is reported when the result
+        is computed.
+
     Notes
     -----
     Freedman-Lane (Winkler et al. 2014, Table 2): with nuisance :math:`Z` (intercept and
@@ -452,6 +460,7 @@ def permutation(
 
     shape = tuple(maps.sizes[d] for d in SPATIAL)
     valid = valid_voxels(maps, mask, func=func)
+    maps_ok = check_subject_maps(maps, mask, func=func).data  # True, or raises (when computed, for dask)
     y_data = maps.transpose(SUBJECT, *SPATIAL).data
     valid_data = valid.data
     pv = voxel_p / 2 if tail == "both" else voxel_p
@@ -463,7 +472,7 @@ def permutation(
         "dh": tfce_dh,
     }
     # the voxel index is only known once data are read; it travels inside the extracted tuple
-    ey = dask.delayed(_residualise, pure=True)(dask.delayed(_extract, pure=True)(y_data, valid_data), z)
+    ey = dask.delayed(_residualise, pure=True)(dask.delayed(_extract, pure=True)(y_data, valid_data, maps_ok), z)
 
     def make_stat(index):
         return _Stat(stat, tail, shape, index, **stat_obj_args)
