@@ -55,8 +55,10 @@ class StoreLockedError(StoreError):
 
 
 class InputFileError(BrainarrError, OSError):
-    """An input file (NIfTI image, confounds or phenotype table, study config) is unreadable,
-    truncated, corrupt or malformed; the message names the file and the problem."""
+    """An input file (NIfTI image, confounds or phenotype table) is unreadable, truncated or corrupt.
+
+    The message names the file and the problem.
+    """
 
 
 class MaskWarning(UserWarning):

@@ -714,6 +714,13 @@ def _check_group_model(cohort: xr.Dataset, config: StudyConfig) -> None:
 
     g = config.group
     func = f"brainarr.pipeline.run ({cohort.attrs.get('store', 'cohort')})"
+    derived = {n for names in FAMILY_VARIABLES.values() for n in names} | {SEED}
+    clash = sorted(str(c) for c in cohort.coords if c in derived and cohort[c].dims == (SUBJECT,))
+    if clash:
+        raise MissingMetadataError(
+            f"{func}: phenotype column(s) {clash} have the names of maps the study writes into the store; "
+            "rename them in the phenotype table and ingest into a new store"
+        )
     if g.by not in cohort.coords:
         available = sorted(str(c) for c in cohort.coords if cohort[c].dims == (SUBJECT,) and c != SUBJECT)
         raise MissingMetadataError(

@@ -82,6 +82,23 @@ CASES = {
 }
 
 
+def test_phenotype_named_like_a_map_is_refused(cohort_store, tmp_path):
+    store = tmp_path / "study.zarr"
+    io.ingest(
+        simulate_cohort(2, 2, voxel_size=6.0, n_volumes=N_VOLUMES, seed=2, shape=(12, 14, 10)).assign_coords(
+            alff=("subject", [1.0, 2.0, 3.0, 4.0])
+        ),
+        store,
+    )
+    case = BadInput(
+        lambda t: pipeline.run(_config(), store, output=t / "out", progress=False),
+        MissingMetadataError,
+        (r"phenotype column\(s\) \['alff'\]", "names of maps", "rename them"),
+        store=lambda t: store,
+    )
+    check_bad_input(case, tmp_path)
+
+
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_study_refused_before_any_write(case_id, cohort_store, tmp_path):
     config, error, names = CASES[case_id]

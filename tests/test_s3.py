@@ -189,8 +189,8 @@ def test_lock_is_exclusive_on_s3(bucket):
 
     name, options = bucket
     url = f"s3://{name}/study.zarr"
-    with StoreLock(url, storage_options=options, command="ingest"):
-        with pytest.raises(StoreLockedError, match=r"study\.zarr is locked by another writer: brainarr ingest"):
-            StoreLock(url, storage_options=options, command="run").acquire()
+    locked = pytest.raises(StoreLockedError, match=r"study\.zarr is locked by another writer: brainarr ingest")
+    with StoreLock(url, storage_options=options, command="ingest"), locked:
+        StoreLock(url, storage_options=options, command="run").acquire()
     with StoreLock(url, storage_options=options, command="run") as lock:  # released: free again
         assert lock.holder()["command"] == "run"
