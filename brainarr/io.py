@@ -32,7 +32,7 @@ from brainarr._core.chunks import spatial_chunks
 from brainarr._core.confounds import DEFAULT_TSV_COLUMNS, MOTION_PARAMS, MOTION_UNITS, confound_units, time_coord
 from brainarr._core.dims import CONFOUND, SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import is_axis_aligned, spatial_coords
-from brainarr._core.validation import describe, get_affine
+from brainarr._core.validation import MISSING_MARKERS, describe, get_affine
 from brainarr.exceptions import (
     BrainarrError,
     DataValidationError,
@@ -64,9 +64,6 @@ _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # attrs key of a subject Dataset built by ingest: the NIfTI file to verify before appending
 # (dropped by CohortWriter.append, which replaces the Dataset's attrs with the store state)
 _VERIFY_FILE = "_brainarr_verify_file"
-# table cells read as missing (BIDS writes "n/a"; the rest are pandas' usual markers), compared
-# after stripping whitespace and lower-casing
-_MISSING_MARKERS = frozenset({"", "n/a", "na", "nan", "-nan", "null", "none", "<na>", "#n/a"})
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 # dims, variables and QC coordinates of a cohort: a phenotype column may not take these names
 _RESERVED_NAMES = frozenset(
@@ -634,7 +631,7 @@ def _read_table(path: Path, *, sep: str, what: str) -> tuple[list[str], list[lis
 def _parse_numbers(cells: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Floats of text cells (NaN for missing markers) and a mask of the cells that are not finite numbers."""
     s = pd.Series(list(cells), dtype=object).map(lambda c: str(c).strip())
-    missing = s.map(lambda c: c.lower() in _MISSING_MARKERS).to_numpy(dtype=bool)
+    missing = s.map(lambda c: c.lower() in MISSING_MARKERS).to_numpy(dtype=bool)
     numeric = s.map(lambda c: re.fullmatch(_NUMBER, c) is not None).to_numpy(dtype=bool)
     values = np.full(len(s), np.nan)
     if numeric.any():
@@ -916,7 +913,7 @@ def _check_column_name(name: str, source: str) -> None:
 
 def _phenotype_ids(ids: Sequence[Any], source: str) -> list[str]:
     subjects = [str(i).strip() for i in ids]
-    blank = [n for n, s in enumerate(subjects, 1) if s.lower() in _MISSING_MARKERS]
+    blank = [n for n, s in enumerate(subjects, 1) if s.lower() in MISSING_MARKERS]
     if blank:
         raise DataValidationError(
             f"{source}: data row(s) {blank[:10]} have no subject id (empty or n/a); give every row its subject id"
@@ -977,7 +974,7 @@ def _phenotype_column(name: str, column: pd.Series, subjects: list[str], source:
                 parsed.append(value if isinstance(value, float) or abs(value) < 2**62 or not finite else float(value))
         else:
             text = str(value).strip()
-            if text.lower() in _MISSING_MARKERS:
+            if text.lower() in MISSING_MARKERS:
                 kinds.append("missing")
                 parsed.append(np.nan)
             elif re.fullmatch(_NUMBER, text):

@@ -20,6 +20,7 @@ from brainarr.exceptions import (
 )
 
 __all__ = [
+    "MISSING_MARKERS",
     "check_dims",
     "check_same_grid",
     "check_time_chunk",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("brainarr")
+
+#: Table cells that mean "missing" (BIDS writes ``n/a``; the others are spreadsheet and pandas
+#: spellings), compared after stripping whitespace and lower-casing.
+MISSING_MARKERS = frozenset({"", "n/a", "na", "n.a.", "nan", "-nan", "null", "none", "<na>", "#n/a", "-", "?"})
 
 
 def describe(obj: xr.DataArray | xr.Dataset) -> str:

@@ -21,13 +21,11 @@ import numpy as np
 import xarray as xr
 
 from brainarr._core.dims import SPATIAL, SUBJECT
-from brainarr._core.validation import check_dims, check_same_grid, describe
+from brainarr._core.validation import MISSING_MARKERS, check_dims, check_same_grid, describe
 from brainarr.exceptions import DataValidationError, DimensionError, MissingMetadataError
 
 __all__ = ["Design", "check_design", "check_groups", "check_maps", "check_subject_maps", "group_design", "valid_voxels"]
 
-#: Text that stands for a missing value in a phenotype table (compared stripped, lower case).
-MISSING_TEXT = frozenset({"", "nan", "none", "null", "na", "n/a", "n.a.", "-", "?"})
 _SHOWN = 8  # subjects named in a message before "... and k more"
 
 
@@ -214,7 +212,7 @@ def _missing(values: np.ndarray) -> np.ndarray:
             return True
         if isinstance(v, (float, np.floating)):
             return not np.isfinite(v)
-        return str(v).strip().lower() in MISSING_TEXT
+        return str(v).strip().lower() in MISSING_MARKERS
 
     return np.array([one(v) for v in values.tolist()], dtype=bool)
 
