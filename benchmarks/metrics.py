@@ -78,13 +78,13 @@ def _dc_parts(z: np.ndarray, block: int, *, every: int = 8) -> dict:
     """Serial, single-threaded timing of one row block in ``every``: tile GEMM vs the rest."""
     import itertools
 
-    from brainarr._core.blas import single_threaded_blas
+    from brainarr._core.blas import one_blas_thread
     from brainarr.metrics._kernels import DEGREE_TILE, _reduce_tile
 
     n_all = z.shape[0]
     t_gemm = t_reduce = t_total = 0.0
     starts = list(range(0, n_all, block))[::every]
-    with single_threaded_blas():
+    with one_blas_thread():
         for start in starts:
             t_task = time.perf_counter()
             rows = z[start : start + block]

@@ -19,7 +19,25 @@ from brainarr import io as bio
 from brainarr.exceptions import DimensionError, MissingMetadataError, ObliqueAffineWarning
 from brainarr.testing import make_affine, make_bold, raise_if_dask_computes
 
+#: A 16 x 16 x 8 voxel crop of a real run, kept in the repository (see its PROVENANCE.md).
+REAL_CROP = Path(__file__).resolve().parent / "data" / "rapidtide"
+#: The uncropped original: beside a development checkout only, outside the repository.
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "rapidtide-rest"
+#: Voxel start of the crop in the original 64 x 64 x 29 grid (scripts/crop_real_test_data.py).
+CROP_START = (23, 20, 9)
+#: The original run's sform (float32 in its header): rows x, y, z.
+REAL_SFORM = [
+    [3.4889767169952393, 0.19811972975730896, 0.22161617875099182, -117.40269470214844],
+    [-0.19600909948349, 3.4942398071289062, -0.04929844290018082, -83.7258529663086],
+    [-0.19652806222438812, 0.03222113102674484, 3.9835362434387207, -16.794361114501953],
+]
+
+
+def _shifted(affine, start):
+    """``affine`` composed with a shift of the voxel indices by ``start``."""
+    shift = np.eye(4)
+    shift[:3, 3] = start
+    return np.asarray(affine, dtype=np.float64) @ shift
 
 
 def _write(path, data, affine=None, tr=2.0, time_unit="sec", dtype=None):
@@ -116,15 +134,51 @@ class TestLoadNifti:
         assert bio.load_nifti(path, tr=2.0).attrs["tr"] == 2.0
 
     def test_oblique_affine_real_data(self):
-        path = REAL / "sub-RAPIDTIDETEST.nii.gz"
+        """A real scanner run (int16, oblique): the in-repository crop of tests/data/rapidtide."""
+        path = REAL_CROP / "sub-RAPIDTIDETEST_crop.nii.gz"
+        img = nib.load(path)
         with pytest.warns(ObliqueAffineWarning, match="oblique"):
             bold = bio.load_nifti(path)
-        assert bold.shape == (64, 64, 29, 260)
+        assert bold.shape == (16, 16, 8, 260)
         assert bold.attrs["tr"] == pytest.approx(1.5)
-        np.testing.assert_allclose(bold.attrs["affine"], nib.load(path).affine)
-        np.testing.assert_array_equal(bold.x.values, np.arange(64))
-        ts = bold.isel(x=32, y=32, z=14).values
-        np.testing.assert_array_equal(ts, np.asarray(nib.load(path).dataobj[32, 32, 14, :], np.float32))
+        # the crop's affine is the original's shifted by the crop offset: same world coordinates
+        expected = _shifted(np.vstack([REAL_SFORM, [0, 0, 0, 1]]), CROP_START)
+        np.testing.assert_allclose(img.affine, expected, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(bold.attrs["affine"], img.affine)
+        np.testing.assert_array_equal(bold.x.values, np.arange(16))
+        ts = bold.isel(x=8, y=9, z=4).values
+        np.testing.assert_array_equal(ts, np.asarray(img.dataobj[8, 9, 4, :], np.float32))
+        assert img.get_data_dtype() == np.int16 and ts.std() > 0
+        with pytest.warns(ObliqueAffineWarning, match="oblique"):
+            mask = bio.load_nifti(REAL_CROP / "sub-RAPIDTIDETEST_crop_brainmask.nii.gz")
+        assert mask.shape == (16, 16, 8) and np.all(mask.values == 1)
+
+    @pytest.mark.skipif(
+        not (REAL / "sub-RAPIDTIDETEST.nii.gz").exists(),
+        reason="the uncropped original (../shared/data/real/rapidtide-rest, outside the repository) is not here",
+    )
+    def test_real_crop_matches_original(self):
+        """The in-repository crop is the box of the original run and mask, header and world coordinates kept."""
+        box = tuple(slice(a, a + n) for a, n in zip(CROP_START, (16, 16, 8), strict=True))
+        for name in ("sub-RAPIDTIDETEST", "sub-RAPIDTIDETEST_brainmask"):
+            orig = nib.load(REAL / f"{name}.nii.gz")
+            crop = nib.load(REAL_CROP / f"{name.replace('RAPIDTIDETEST', 'RAPIDTIDETEST_crop')}.nii.gz")
+            np.testing.assert_array_equal(np.asanyarray(crop.dataobj), np.asanyarray(orig.dataobj)[box])
+            assert crop.get_data_dtype() == orig.get_data_dtype()
+            assert crop.header.get_zooms() == orig.header.get_zooms()
+            assert crop.header.get_xyzt_units() == orig.header.get_xyzt_units()
+            for form in ("qform", "sform"):
+                affine, code = getattr(orig, f"get_{form}")(coded=True)
+                crop_affine, crop_code = getattr(crop, f"get_{form}")(coded=True)
+                assert crop_code == code == 1
+                np.testing.assert_allclose(crop_affine, _shifted(affine, CROP_START), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(nib.load(REAL / "sub-RAPIDTIDETEST.nii.gz").affine[:3], REAL_SFORM, rtol=0, atol=0)
+        with pytest.warns(ObliqueAffineWarning):
+            full = bio.load_nifti(REAL / "sub-RAPIDTIDETEST.nii.gz")
+        with pytest.warns(ObliqueAffineWarning):
+            cropped = bio.load_nifti(REAL_CROP / "sub-RAPIDTIDETEST_crop.nii.gz")
+        np.testing.assert_array_equal(cropped.values, full.isel(x=box[0], y=box[1], z=box[2]).values)
+        assert cropped.attrs["tr"] == full.attrs["tr"]
 
     def test_sel_nearest_mni(self, tmp_path, rng):
         grid = ba.datasets.study_grid()
@@ -259,7 +313,8 @@ class TestDiscovery:
         assert cohort.confounds.shape == (3, 20, 8)
 
     def test_find_dpabi(self, tmp_path, rng):
-        for stage in ("FunImgAR", "FunImgARCWF"):
+        # FunImgARCWF is band-pass filtered and FunImgAR not normalised: the default is FunImgARCW
+        for stage in ("FunImgAR", "FunImgARCW", "FunImgARCWF"):
             for sub in ("Sub001", "Sub002"):
                 folder = tmp_path / stage / sub
                 folder.mkdir(parents=True)
@@ -269,13 +324,13 @@ class TestDiscovery:
             np.savetxt(tmp_path / "RealignParameter" / sub / f"rp_{sub}.txt", rng.standard_normal((15, 6)) * 0.1)
         table = bio.find_dpabi(tmp_path)
         assert list(table.index) == ["Sub001", "Sub002"]
-        assert all("FunImgARCWF" in str(p) for p in table["bold"])
+        assert all(Path(p).parent.parent.name == "FunImgARCW" for p in table["bold"])
         cohort = bio.ingest(tmp_path, tmp_path / "d.zarr")
         assert cohort.bold.shape == (2, 7, 8, 9, 15)
         assert list(cohort.confound.values)[:3] == ["trans_x", "trans_y", "trans_z"]
 
     def test_dpabi_several_images_in_a_subject_folder(self, tmp_path, rng):
-        folder = tmp_path / "FunImgARCWF" / "Sub001"
+        folder = tmp_path / "FunImgARCW" / "Sub001"
         folder.mkdir(parents=True)
         for name in ("a.nii", "b.nii"):
             _write(folder / name, rng.standard_normal((7, 8, 9, 4)).astype(np.float32))

@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from brainarr._core.blas import single_threaded_blas
+from brainarr._core.blas import one_blas_thread
 from brainarr._core.docs import docfiller
 
 __all__ = [
@@ -89,8 +89,9 @@ def alff_kernel(
     Notes
     -----
     Only the selected series are copied (once, to float64); the mean and the linear trend are
-    removed as a projection on an orthonormal basis of both (two thin matrix products), and
-    the real FFT of the zero-padded series is taken with :func:`scipy.fft.rfft`.
+    removed as a projection on an orthonormal basis of both (two thin matrix products, with
+    one BLAS thread so that the result does not depend on the thread count), and the real FFT
+    of the zero-padded series is taken with :func:`scipy.fft.rfft`.
     """
     import scipy.fft
 
@@ -105,7 +106,8 @@ def alff_kernel(
         return alff, falff
     y = np.array(series, dtype=np.float64)
     basis = _trend_basis(n_time)
-    y -= (y @ basis) @ basis.T
+    with one_blas_thread():  # reproducible: see one_blas_thread
+        y -= (y @ basis) @ basis.T
     amp = np.abs(scipy.fft.rfft(y, n=n_pad, axis=-1))  # the scale 2 / T cancels in fALFF
     del y
     band_sum = amp[:, bins].sum(axis=-1)
@@ -259,7 +261,8 @@ def pearson_with_seeds(x: np.ndarray, seeds: np.ndarray, mask: np.ndarray | None
     -----
     For each distinct set of seeds (usually one per subject), the selected voxel series are
     gathered once into a ``(n, T)`` float64 matrix, centred and normalised in place, and
-    multiplied with the standardised seeds in a single matrix product.
+    multiplied with the standardised seeds in a single matrix product (one BLAS thread, see
+    :func:`one_blas_thread`: the same bits whatever else runs).
     """
     x = np.asarray(x)
     seeds = np.asarray(seeds)
@@ -283,7 +286,9 @@ def pearson_with_seeds(x: np.ndarray, seeds: np.ndarray, mask: np.ndarray | None
             continue
         rows -= rows.mean(axis=-1, keepdims=True)
         norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        r = rows @ sn[tuple(min(i, s - 1) for i, s in zip(idx, s_lead, strict=False))].reshape(n_seed, n_time).T
+        seed_block = sn[tuple(min(i, s - 1) for i, s in zip(idx, s_lead, strict=False))].reshape(n_seed, n_time)
+        with one_blas_thread():  # reproducible: see one_blas_thread
+            r = rows @ seed_block.T
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(norm[:, None] > 0, r / norm[:, None], 0.0)
         r = np.clip(r, -1.0, 1.0)
@@ -430,7 +435,7 @@ def degree_upper(
     buf = np.empty((2, n, width), np.float32)  # correlations / weights, and 0/1 edges
     # the block's own columns first (credited to rows only), then the columns after it
     edges = sorted({*range(start, stop, width), *range(stop, n_all, width), n_all})
-    with single_threaded_blas():
+    with one_blas_thread():
         _upper_tiles(rows, start, z_all, edges, buf, threshold, absolute, out)
     return out
 

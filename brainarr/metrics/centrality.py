@@ -238,8 +238,8 @@ def degree_centrality(
     The N x N matrix is never held: the in-mask voxels are gathered into an ``(N, T)`` dask
     array chunked in row blocks. The matrix is symmetric, so the task of a row block
     :math:`[s, e)` computes only its correlations with the columns :math:`j \ge s`, one
-    cache-sized tile at a time (``rows x 256`` float32, a product with single-threaded BLAS
-    since Dask already runs one task per core); each tile is thresholded and reduced in place
+    cache-sized tile at a time (``rows x 256`` float32, a product with one BLAS thread since
+    Dask already runs one task per core); each tile is thresholded and reduced in place
     to per-row and per-column counts and sums while it is in cache, and every edge is
     credited to both of its ends. The tasks' length-N contributions are summed in a tree and
     scattered back onto the spatial chunks of ``bold``. This halves the flops and never
@@ -249,6 +249,17 @@ def degree_centrality(
     negative threshold, other voxels count it as an edge of weight 0. Correlations are
     float32 products of float32 rows, so a pair within about 1e-6 of the threshold may fall
     on either side.
+
+    Reproducibility: for the same input, spatial chunks and ``block_size``, repeated runs
+    give bit-identical maps, with the threaded, synchronous or distributed scheduler and in
+    whatever order the tasks finish. Each task computes its tiles with one BLAS thread
+    (OpenBLAS rounds a product differently with a different number of threads; see
+    ``brainarr._core.blas.one_blas_thread``) and accumulates them in a fixed
+    order, and the tasks' contributions are summed in a fixed tree (8 at a time, in block
+    order). Another chunking or ``block_size`` sums in another order: ``dc_weighted`` may
+    then differ by float32 rounding (a few 1e-7 relative) and ``dc_binary`` only for a pair
+    within rounding of the threshold. Bit-identity also assumes the same BLAS library and
+    CPU (with MKL, set ``MKL_CBWR`` for reproducible products).
 
     References
     ----------
@@ -344,6 +355,13 @@ def eigenvector_centrality(
     ``N x T`` series matrix (about 50 MiB for the 3 mm grey matter) and one row block.
     Constant voxels are left out of the graph. A :class:`RuntimeWarning` is emitted at
     compute time if the iteration does not converge.
+
+    Reproducibility: the products use the BLAS's default number of threads (one task per
+    subject may use every core), so repeated runs are bit-identical only while that number
+    is the same. OpenBLAS rounds a product differently with another thread count, which
+    happens when degree centrality, ALFF or seed FC tasks run at the same time (they hold
+    BLAS at one thread while they run): the thresholded variant then differs by about 1e-8
+    (absolute, unit-norm vector; tested below 1e-6), far below ``tol``.
 
     References
     ----------

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import dask
 import numpy as np
 import xarray as xr
+from xarray.core import options as xr_options
 
 from brainarr import datasets
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
@@ -17,6 +18,10 @@ from brainarr.metrics._common import finish_map, prepare_bold, prepare_mask
 from brainarr.metrics._kernels import FISHER_CLIP, fisher_z, pearson_with_seeds
 
 __all__ = ["seed_fc"]
+
+#: ``xr.set_options`` keywords that keep :func:`xarray.dot` on numpy's einsum (where xarray
+#: would use ``opt_einsum`` when it is installed).
+_NUMPY_EINSUM = {"use_opt_einsum": False} if "use_opt_einsum" in xr_options.OPTIONS else {}
 
 FC_REFERENCES = (
     "Biswal B, Yetkin FZ, Haughton VM, Hyde JS. Functional connectivity in the motor cortex of "
@@ -121,7 +126,10 @@ def seed_fc(
             )
     # The boolean masks go into the graph as they are (1 byte per voxel and seed, not 8 for
     # float weights): the sum over the seed's voxels is divided by the count afterwards.
-    series = xr.dot(masks, prepared.astype(np.float64), dim=list(SPATIAL)) / counts
+    # numpy's own einsum, not opt_einsum's BLAS tensordot (used when installed), whose
+    # rounding would depend on the BLAS thread count: the same bits on every run
+    with xr.set_options(**_NUMPY_EINSUM):
+        series = xr.dot(masks, prepared.astype(np.float64), dim=list(SPATIAL)) / counts
     lead = [d for d in prepared.dims if d not in (*SPATIAL, TIME)]
     series = series.transpose(*lead, SEED, TIME)
     if dask.is_dask_collection(series.data):

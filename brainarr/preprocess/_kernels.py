@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.signal as sp_signal
 
+from brainarr._core.blas import one_blas_thread
 from brainarr._core.fft import band_bins, next_pow2
 from brainarr.exceptions import DataValidationError
 
@@ -197,7 +198,8 @@ def apply_matrix(
         # centre first (mean accumulated in double precision): M (x - c) + (M 1) c is exact
         # for any c, and float32 products of centred data lose far less precision
         centre = flat.mean(axis=-1, dtype=np.float64, keepdims=True).astype(dtype)
-        res = (flat - centre) @ m.T.astype(dtype)
+        with one_blas_thread():  # the same bits whatever BLAS's default thread count
+            res = (flat - centre) @ m.T.astype(dtype)
         res += centre * m.sum(axis=1).astype(dtype)
         if add_mean:
             res += centre

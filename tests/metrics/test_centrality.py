@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
 import dask
 import numpy as np
 import pytest
 import xarray as xr
 
 import brainarr.metrics as bm
+from brainarr._core.blas import one_blas_thread
 from brainarr.exceptions import ChunkingError, DimensionError, GridMismatchError
 from brainarr.metrics._kernels import degree_block, degree_upper, zero_constant_rows, zscore_rows
-from brainarr.testing import raise_if_dask_computes
+from brainarr.testing import make_bold, raise_if_dask_computes
 
 CHUNKINGS = [
     ({"x": 3, "y": 5, "z": 4}, 37),
@@ -243,3 +250,148 @@ class TestEigenvectorCentrality:
         out = bm.eigenvector_centrality(bold, mask, threshold=0.2, max_iter=1)
         with pytest.warns(RuntimeWarning, match="did not converge in 1 iterations"):
             out.compute()
+
+
+# --------------------------------------------------------------------------- reproducibility
+
+
+class _ShuffledPool(ThreadPoolExecutor):
+    """A thread pool that starts each task after a random delay: tasks finish in another order."""
+
+    def __init__(self, max_workers: int, seed: int) -> None:
+        super().__init__(max_workers)
+        self._delays = np.random.default_rng(seed)
+
+    def submit(self, fn, /, *args, **kwargs):
+        delay = float(self._delays.random()) * 2e-3
+        return super().submit(_after, delay, fn, *args, **kwargs)
+
+
+def _after(delay, fn, *args, **kwargs):
+    time.sleep(delay)
+    return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """BLAS at ``n`` threads for the block, set from this thread whichever thread held the control."""
+    from threadpoolctl import OpenBLASController, threadpool_limits
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:  # threadpoolctl >= 3.8 ignores every thread but a "controlling" one
+        clear(force=True)
+    with threadpool_limits(n, user_api="blas"):
+        yield
+    if clear is not None:
+        clear(force=True)
+
+
+def _blas_thread_counts() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture(scope="module")
+def long_bold():
+    """~1,700 voxels x 500 volumes: tiles big enough for OpenBLAS to thread, and T above the
+    length (about 450 terms here) from which its GEMM rounds differently with other thread
+    counts, so a kernel that does not hold BLAS at one thread fails the tests below."""
+    rng = np.random.default_rng(7)
+    shape = (12, 13, 14, 500)
+    values = rng.standard_normal(shape) + 0.7 * rng.standard_normal(shape[-1])
+    values[2, 3, 4] = 1.0  # a constant voxel
+    bold = make_bold(values.astype(np.float32), chunks={"x": 5, "y": 7})
+    mask_np = rng.random(shape[:3]) > 0.2
+    mask_np[2, 3, 4] = True
+    mask = xr.DataArray(mask_np, dims=("x", "y", "z"), coords={d: bold[d] for d in ("x", "y", "z")}, name="mask")
+    return bold, mask
+
+
+class TestReproducibility:
+    """Identical inputs give bit-identical maps, whatever the scheduler, order and BLAS threads."""
+
+    def test_one_blas_thread_from_any_thread(self):
+        if not _blas_thread_counts():
+            pytest.skip("no BLAS library that threadpoolctl controls")
+        seen = []
+
+        def task():
+            with one_blas_thread():
+                seen.append(_blas_thread_counts())
+                with one_blas_thread():  # nested and concurrent blocks share one limit
+                    seen.append(_blas_thread_counts())
+
+        # the main thread holds threadpoolctl's control: a worker thread must still get 1
+        with _blas_threads(3):
+            before = _blas_thread_counts()
+            workers = [threading.Thread(target=task) for _ in range(3)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            after = _blas_thread_counts()
+        assert before == after and set(before) == {3}
+        assert all(set(s) == {1} for s in seen) and len(seen) == 6
+
+    @pytest.mark.parametrize(("threshold", "absolute"), [(0.25, False), (0.1, True)])
+    def test_degree_centrality_bit_identical(self, long_bold, threshold, absolute):
+        bold, mask = long_bold
+
+        def run(**compute):
+            out = bm.degree_centrality(bold, mask, threshold=threshold, absolute=absolute, block_size=300)
+            return out.compute(**compute)
+
+        expected = run(scheduler="sync")
+        assert expected.dc_binary.values.max() > 0
+        runs = [run(scheduler="threads", num_workers=4) for _ in range(5)]
+        for seed in range(3):  # tasks started in shuffled order, at random times
+            with _ShuffledPool(3, seed) as pool:
+                runs.append(run(scheduler="threads", pool=pool))
+        for n_threads in (1, 4):  # the BLAS default seen by anything not held at one thread
+            with _blas_threads(n_threads):
+                runs.append(run(scheduler="threads", num_workers=2))
+        for out in runs:
+            np.testing.assert_array_equal(out.dc_binary.values, expected.dc_binary.values)
+            np.testing.assert_array_equal(out.dc_weighted.values, expected.dc_weighted.values)
+
+    def test_degree_upper_ignores_blas_default(self, long_bold):
+        bold, mask = long_bold
+        z = zscore_rows(bold.values[mask.values])
+        outs = []
+        for n_threads in (1, 2, 4):
+            with _blas_threads(n_threads):
+                outs.append(sum(degree_upper(z[s : s + 600], s, z, 0.25, False)[0] for s in range(0, len(z), 600)))
+                assert set(_blas_thread_counts()) <= {n_threads}  # restored afterwards
+        for out in outs[1:]:
+            np.testing.assert_array_equal(out, outs[0])
+
+    def test_distributed_bit_identical(self, long_bold):
+        import distributed
+
+        bold, mask = long_bold
+        expected = bm.degree_centrality(bold, mask, block_size=300).compute(scheduler="threads")
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
+            runs = [bm.degree_centrality(bold, mask, block_size=300).compute() for _ in range(2)]
+        for out in runs:
+            np.testing.assert_array_equal(out.dc_binary.values, expected.dc_binary.values)
+            np.testing.assert_array_equal(out.dc_weighted.values, expected.dc_weighted.values)
+
+    @pytest.mark.parametrize("threshold", [None, 0.1])
+    def test_eigenvector_centrality(self, long_bold, threshold):
+        """Bit-identical for a fixed BLAS thread count; within 1e-6 across thread counts (docstring)."""
+        bold, mask = long_bold
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 30 iterations may not converge
+            ec = bm.eigenvector_centrality(bold, mask, threshold=threshold, max_iter=30)
+            first = ec.compute(scheduler="threads").values
+            for _ in range(3):
+                np.testing.assert_array_equal(ec.compute(scheduler="threads").values, first)
+            for n_threads in (1, 4):
+                with _blas_threads(n_threads):
+                    np.testing.assert_allclose(ec.compute(scheduler="threads").values, first, rtol=0, atol=1e-6)
