@@ -25,7 +25,7 @@ from brainarr.testing import sigkill_when
 pytestmark = pytest.mark.slow
 
 SHAPE = (18, 22, 16)
-FAMILIES = ("alff", "fc")
+FAMILIES = ("alff", "fc", "dc")  # dc: its sums are bit-reproducible too
 NAMES = [n for f in FAMILIES for n in pipeline.FAMILY_VARIABLES[f]]
 
 # The pipeline in a child process, slowed down between writing a subject's row and committing
@@ -166,7 +166,7 @@ def test_killed_pipeline_process_keeps_committed_maps_and_resumes(tmp_path):
         got = [_row_digest(final[name].isel(subject=i).values) for i in range(len(subjects))]
         assert got == digests[name], name
     t_maps = sorted(k for k in expected_run.paths if k.endswith("_t") or k.endswith("_t_grf"))
-    assert len(t_maps) == 2 * (2 + len(StudyConfig().metrics.seeds))  # malff, zalff, zfc per seed
+    assert len(t_maps) == 2 * (2 + len(StudyConfig().metrics.seeds) + 4)  # malff, zalff, zfc per seed, 4 DC
     for key in t_maps:
         want = np.asarray(nib.load(expected_run.paths[key]).dataobj)
         got = np.asarray(nib.load(resumed.paths[key]).dataobj)
