@@ -140,7 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ing.add_argument("sources", nargs="+", help="a derivatives folder, or NIfTI files")
     ing.add_argument("store", help="cohort store: a path or an fsspec URL")
     ing.add_argument("--phenotypes", help="participants.tsv or CSV with one row per subject")
-    ing.add_argument("--tr", type=float, help="repetition time in s, for headers that lack it")
+    ing.add_argument(
+        "--tr", type=float, help="repetition time in s, for headers that lack it (a header TR that differs is an error)"
+    )
 
     rep_ = sub.add_parser(
         "repair",
