@@ -15,25 +15,50 @@ True
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import xarray as xr
 
-from brainarr import cohort, io, metrics, plotting, preprocess, stats
-from brainarr._core.chunks import rechunk_for_metrics
-
 __all__ = ["BrainDataArrayAccessor", "BrainDatasetAccessor"]
 
 
-def _forward(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A method calling ``func(self._obj, *args, **kwargs)``, documented by ``func``'s docstring."""
+class _Forward:
+    """A method calling ``<module>.<name>(self._obj, *args, **kwargs)``, documented by that function.
 
-    @functools.wraps(func)
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return func(self._obj, *args, **kwargs)
+    The function is imported on first use, so that ``import brainarr`` (which registers the
+    accessor) stays light: xarray imports brainarr whenever it lists its backends.
+    """
 
-    return method
+    def __init__(self, module: str, name: str | None = None) -> None:
+        self.module, self.name = module, name
+        self._method: Callable[..., Any] | None = None
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.name = self.name or attr
+
+    def _resolve(self) -> Callable[..., Any]:
+        if self._method is None:
+            func = getattr(importlib.import_module(self.module), str(self.name))
+
+            @functools.wraps(func)
+            def method(accessor: Any, *args: Any, **kwargs: Any) -> Any:
+                return func(accessor._obj, *args, **kwargs)
+
+            self._method = method
+        return self._method
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Callable[..., Any]:
+        method = self._resolve()
+        return method if instance is None else method.__get__(instance, owner)
+
+    def __call__(self, accessor: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(accessor, *args, **kwargs)
+
+
+def _forward(module: str, name: str | None = None) -> _Forward:
+    return _Forward(f"brainarr.{module}", name)
 
 
 @xr.register_dataarray_accessor("brain")
@@ -44,39 +69,39 @@ class BrainDataArrayAccessor:
         self._obj = obj
 
     # io
-    to_nifti = _forward(io.to_nifti)
+    to_nifti = _forward("io")
     # preprocessing
-    discard = _forward(preprocess.discard)
-    detrend = _forward(preprocess.detrend)
-    slice_timing = _forward(preprocess.slice_timing)
-    regress = _forward(preprocess.regress)
-    bandpass = _forward(preprocess.bandpass)
-    clean = _forward(preprocess.clean)
-    smooth = _forward(preprocess.smooth)
-    tissue_signals = _forward(preprocess.tissue_signals)
-    friston24 = _forward(preprocess.friston24)
-    framewise_displacement = _forward(preprocess.framewise_displacement)
-    motion_qc = _forward(preprocess.motion_qc)
-    rechunk_for_metrics = _forward(rechunk_for_metrics)
+    discard = _forward("preprocess")
+    detrend = _forward("preprocess")
+    slice_timing = _forward("preprocess")
+    regress = _forward("preprocess")
+    bandpass = _forward("preprocess")
+    clean = _forward("preprocess")
+    smooth = _forward("preprocess")
+    tissue_signals = _forward("preprocess")
+    friston24 = _forward("preprocess")
+    framewise_displacement = _forward("preprocess")
+    motion_qc = _forward("preprocess")
+    rechunk_for_metrics = _forward("_core.chunks")
     # metrics
-    alff = _forward(metrics.alff)
-    reho = _forward(metrics.reho)
-    smreho = _forward(metrics.smreho)
-    seed_fc = _forward(metrics.seed_fc)
-    degree_centrality = _forward(metrics.degree_centrality)
-    eigenvector_centrality = _forward(metrics.eigenvector_centrality)
-    normalize = _forward(metrics.normalize)
-    smooth_normalize = _forward(metrics.smooth_normalize)
+    alff = _forward("metrics")
+    reho = _forward("metrics")
+    smreho = _forward("metrics")
+    seed_fc = _forward("metrics")
+    degree_centrality = _forward("metrics")
+    eigenvector_centrality = _forward("metrics")
+    normalize = _forward("metrics")
+    smooth_normalize = _forward("metrics")
     # group statistics
-    glm = _forward(stats.glm)
-    ttest2 = _forward(stats.ttest2)
-    permutation = _forward(stats.permutation)
-    smoothness = _forward(stats.smoothness)
-    cluster_table = _forward(stats.cluster_table)
+    glm = _forward("stats")
+    ttest2 = _forward("stats")
+    permutation = _forward("stats")
+    smoothness = _forward("stats")
+    cluster_table = _forward("stats")
     # plots
-    montage = _forward(plotting.montage)
-    carpet = _forward(plotting.carpet)
-    motion = _forward(plotting.motion)
+    montage = _forward("plotting")
+    carpet = _forward("plotting")
+    motion = _forward("plotting")
 
 
 @xr.register_dataset_accessor("brain")
@@ -86,11 +111,11 @@ class BrainDatasetAccessor:
     def __init__(self, obj: xr.Dataset) -> None:
         self._obj = obj
 
-    summary = _forward(cohort.summary)
-    rechunk_for_metrics = _forward(rechunk_for_metrics)
-    alff_variants = _forward(metrics.alff_variants)
-    dc_variants = _forward(metrics.dc_variants)
-    grf = _forward(stats.grf)
-    cluster_table = _forward(stats.cluster_table)
-    demographics = _forward(stats.demographics)
-    montage = _forward(plotting.montage)
+    summary = _forward("cohort")
+    rechunk_for_metrics = _forward("_core.chunks")
+    alff_variants = _forward("metrics")
+    dc_variants = _forward("metrics")
+    grf = _forward("stats")
+    cluster_table = _forward("stats")
+    demographics = _forward("stats")
+    montage = _forward("plotting")

@@ -36,6 +36,7 @@ Typical use:
   brainarr report study.zarr                     rebuild the report from stored maps
   brainarr ingest derivatives/ study.zarr        fMRIPrep or DPABI folder -> cohort store
   brainarr info study.zarr                       what a store holds
+  brainarr export study.zarr out/ --layout bids  maps as BIDS derivatives, DPABI or C-PAC outputs
   brainarr repair study.zarr                     return a crashed store to its last consistent subject
 """
 
@@ -157,6 +158,29 @@ def _build_parser() -> argparse.ArgumentParser:
         "--unlock",
         action="store_true",
         help="first remove the writer lock, whoever holds it (only when no ingest or run is still running)",
+    )
+
+    exp = sub.add_parser(
+        "export",
+        help="write the subject and group maps as BIDS derivatives, DPABI or C-PAC outputs",
+        description="Write the subject maps stored by 'brainarr run' in STORE and the group t maps of its results "
+        "folder into DIR, named as BIDS derivatives (xcp_d conventions, JSON sidecars, dataset_description.json), "
+        "DPABI/DPARSF results (Results/ALFF_FunImgARCW/ALFFMap_<subject>.nii...) or C-PAC outputs "
+        "(pipeline_brainarr/sub-<label>/ses-1/func/...). DIR must be new or empty unless --overwrite.",
+    )
+    exp.add_argument("store", help="cohort store processed by 'brainarr run'")
+    exp.add_argument("directory", metavar="DIR", help="output folder")
+    exp.add_argument("--layout", choices=("bids", "dpabi", "cpac"), default="bids", help="naming (default bids)")
+    exp.add_argument(
+        "--format",
+        choices=("nii.gz", "nii", "nii.zarr"),
+        help="image format (default: the layout's own, .nii for dpabi, .nii.gz otherwise; nii.zarr: NIfTI-Zarr)",
+    )
+    exp.add_argument("--results", help="results folder of the run (default: the run's output folder next to the store)")
+    exp.add_argument("--space", help="BIDS space label (default: from the ingested file names)")
+    exp.add_argument("--task", help="BIDS task label (default: from the ingested file names, else rest)")
+    exp.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty DIR, replacing files of the same names"
     )
 
     info = sub.add_parser("info", help="describe a cohort store", description="Print what a cohort store holds.")
@@ -371,6 +395,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, length in done["trimmed"].items():
                 print(f"cut {name} from {length} to {len(done['subjects'])} subject rows")
             print(f"{args.store}: {len(done['subjects'])} committed subject(s), consistent")
+        elif args.command == "export":
+            from brainarr import export as _export
+
+            written = _export.export(
+                args.store,
+                args.directory,
+                layout=args.layout,
+                format=args.format,
+                results=args.results,
+                space=args.space,
+                task=args.task,
+                overwrite=args.overwrite,
+            )
+            images = [p for p in written if p.name.endswith((".nii", ".nii.gz", ".nii.zarr"))]
+            print(f"exported {len(images)} images ({len(written)} files, {args.layout} layout) to {args.directory}")
         elif args.command == "info":
             from brainarr import cohort as _cohort
 

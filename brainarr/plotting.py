@@ -41,6 +41,7 @@ __all__ = [
     "SEED_COLOR",
     "STUDY_CUTS",
     "carpet",
+    "connectome",
     "glass_brain",
     "montage",
     "motion",
@@ -542,6 +543,167 @@ def glass_brain(
             )
         ]
         fig.legend(handles=handles, loc="center right", frameon=False, fontsize=9)
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+# --------------------------------------------------------------------------- connectome
+
+
+def _roi_centroids(atlas: xr.DataArray, labels: Sequence[int], *, func: str) -> np.ndarray:
+    """Centroids (MNI mm, ``(n, 3)``) of the voxels of each atlas label.
+
+    The mean of the voxel indices of the label, mapped through ``attrs["affine"]``.
+    """
+    from scipy import ndimage
+
+    if not isinstance(atlas, xr.DataArray) or set(atlas.dims) != set(SPATIAL):
+        got = atlas.dims if isinstance(atlas, xr.DataArray) else type(atlas).__name__
+        raise DimensionError(f"{func}: atlas must be a label DataArray with dims (x, y, z), got {got}")
+    affine = get_affine(atlas, func=func)
+    data = np.asarray(atlas.transpose(*SPATIAL).values)
+    labels = [int(v) for v in labels]
+    present = np.isin(labels, data)
+    if not present.all():
+        missing = [v for v, ok in zip(labels, present, strict=True) if not ok]
+        raise ValueError(f"{func}: labels {missing} have no voxel in atlas {describe(atlas)}; is it the ROIs' atlas?")
+    centres = ndimage.center_of_mass(np.ones(data.shape), labels=data, index=labels)
+    return nib.affines.apply_affine(affine, np.asarray(centres, dtype=float).reshape(-1, 3))
+
+
+def _edge_matrix(result_or_matrix: Any, *, func: str) -> tuple[xr.DataArray, str]:
+    """The ``(roi_i, roi_j)`` matrix of edges to draw and what it holds."""
+    from brainarr.metrics.roi import ROI_I, ROI_J
+
+    if isinstance(result_or_matrix, xr.Dataset):
+        missing = [v for v in ("t", "significant") if v not in result_or_matrix]
+        if missing:
+            raise ValueError(
+                f"{func}: the Dataset lacks {missing}; pass a brainarr.stats.roi_ttest2 result or a matrix"
+            )
+        values = result_or_matrix["t"].where(result_or_matrix["significant"], 0.0)
+        what = "t (significant edges)"
+    elif isinstance(result_or_matrix, xr.DataArray):
+        values = result_or_matrix
+        what = str(result_or_matrix.attrs.get("long_name", result_or_matrix.name or "edge value"))
+    else:
+        raise TypeError(
+            f"{func}: result_or_matrix must be a roi_ttest2 Dataset or a (roi_i, roi_j) DataArray, "
+            f"got {type(result_or_matrix).__name__}"
+        )
+    if set(values.dims) != {ROI_I, ROI_J}:
+        raise DimensionError(
+            f"{func}: the matrix has dims {values.dims}; expected (roi_i, roi_j): select one subject "
+            "(.sel(subject=...)) or average them (.mean('subject'))"
+        )
+    if ROI_I not in values.coords:
+        raise DimensionError(f"{func}: the matrix has no roi_i coordinate (the atlas labels of its rows)")
+    return values.transpose(ROI_I, ROI_J), what
+
+
+@fill_doc
+def connectome(
+    result_or_matrix: xr.Dataset | xr.DataArray,
+    atlas: xr.DataArray,
+    *,
+    threshold: float | str | None = None,
+    views: Sequence[Literal["l", "r", "x", "y", "z"]] = ("l", "z", "r"),
+    node_size: float = 20.0,
+    node_color: Any = "auto",
+    colorbar: bool = True,
+    title: str | None = None,
+    figure: Figure | None = None,
+    path: str | os.PathLike | None = None,
+    dpi: float = 150,
+) -> Figure:
+    """ROI-to-ROI edges on a glass brain, at the ROI centroids (nilearn ``plot_connectome``).
+
+    Parameters
+    ----------
+    result_or_matrix : xarray.Dataset or xarray.DataArray (roi_i, roi_j)
+        A :func:`brainarr.stats.roi_ttest2` result (its significant edges are drawn, coloured
+        by t) or a symmetric matrix, e.g. one subject's or the mean Fisher z from
+        :func:`brainarr.metrics.roi_connectivity`. NaN entries and the diagonal are not drawn.
+    atlas : xarray.DataArray (x, y, z)
+        The label image the ROIs come from (``attrs["affine"]`` maps voxels to MNI mm); each
+        ``roi_i`` label must have voxels in it.
+    threshold : float or str, optional
+        Edges with ``|value|`` at or below it are not drawn; a string such as ``"95%"`` is a
+        percentile of ``|value|`` (nilearn's ``edge_threshold``). Default: every non-zero edge
+        (for a test result, every significant edge).
+    views : sequence of {"l", "r", "x", "y", "z"}, default ("l", "z", "r")
+        nilearn ``display_mode`` letters, as :func:`glass_brain`.
+    node_size : float, default 20
+        Marker area of the nodes (points²).
+    node_color : colour or sequence of colours, default "auto"
+        Node colours (nilearn's default cycles through a colour map).
+    colorbar : bool, default True
+        Add the colour bar of the edge values (when there is an edge).
+    %(title)s
+    %(figure)s
+    %(path)s
+    %(dpi)s
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Nodes at the centroids of the ROIs (mean voxel position, MNI mm); edges coloured by value
+        (``RdBu_r``, symmetric about 0). Without an edge the nodes alone are drawn and the
+        title says "no edge to draw".
+
+    Notes
+    -----
+    Triggers computation. The centroid of a ROI is the mean of its voxel positions (it may
+    lie outside a curved region; nilearn's ``find_parcellation_cut_coords`` uses the centre
+    of the largest component instead).
+    """
+    _require_matplotlib()
+    from nilearn import plotting as nplt
+
+    func = "brainarr.plotting.connectome"
+    mode = "".join(views)
+    if mode not in _GLASS_MODES:
+        raise ValueError(
+            f"{func}: views {tuple(views)!r} are not a nilearn glass-brain layout; use one of "
+            f"{sorted(_GLASS_MODES)} as letters, e.g. ('l', 'z', 'r')"
+        )
+    values, _ = _edge_matrix(result_or_matrix, func=func)
+    from brainarr.metrics.roi import ROI_I
+
+    coords = _roi_centroids(atlas, values[ROI_I].values, func=func)
+    adjacency = np.array(values.values, dtype=float)
+    adjacency[~np.isfinite(adjacency)] = 0.0
+    np.fill_diagonal(adjacency, 0.0)
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        adjacency[np.abs(adjacency) <= float(threshold)] = 0.0
+        edge_threshold = None
+    else:
+        edge_threshold = threshold
+    vmax = float(np.abs(adjacency).max())
+    has_edges = vmax > 0
+    fig = figure if figure is not None else _new_figure((3.2 * len(mode) + (1.0 if colorbar else 0), 3.8), "white")
+    nplt.plot_connectome(
+        adjacency,
+        coords,
+        node_color=node_color,
+        node_size=node_size,
+        edge_cmap="RdBu_r",
+        edge_vmin=-vmax if has_edges else None,
+        edge_vmax=vmax if has_edges else None,
+        edge_threshold=edge_threshold,
+        display_mode=mode,
+        figure=fig,
+        axes=(0.0, 0.0, 1.0, 0.9),
+        colorbar=bool(colorbar and has_edges),
+        annotate=True,
+        black_bg=False,
+    )
+    text = title or ""
+    if not has_edges:
+        text = (text + ": " if text else "") + "no edge to draw"
+    if text:
+        fig.text(0.01, 0.98, text, ha="left", va="top", fontsize=12, weight="bold")
     if path is not None:
         save_figure(fig, path, dpi=dpi)
     return fig

@@ -8,8 +8,10 @@ spatial chunks of the input.
 from brainarr.metrics.alff import alff
 from brainarr.metrics.centrality import default_block_size, degree_centrality, eigenvector_centrality
 from brainarr.metrics.fc import seed_fc
+from brainarr.metrics.lfcd import lfcd
 from brainarr.metrics.normalize import normalize
 from brainarr.metrics.reho import reho
+from brainarr.metrics.roi import roi_connectivity, roi_timeseries
 from brainarr.metrics.study import alff_variants, dc_variants, smooth_normalize, smreho, study_metrics
 
 __all__ = [
@@ -19,8 +21,11 @@ __all__ = [
     "default_block_size",
     "degree_centrality",
     "eigenvector_centrality",
+    "lfcd",
     "normalize",
     "reho",
+    "roi_connectivity",
+    "roi_timeseries",
     "seed_fc",
     "smooth_normalize",
     "smreho",

@@ -17,15 +17,23 @@ from brainarr._core.docs import docfiller
 __all__ = [
     "FISHER_CLIP",
     "alff_kernel",
+    "degree_band",
     "degree_block",
+    "degree_histogram",
     "degree_upper",
     "detrend_linear",
     "eigenvector_power",
     "fisher_z",
     "kendall_w_block",
+    "lfcd_block",
     "neighbour_offsets",
     "pearson_with_seeds",
     "rank_time",
+    "sparsity_band",
+    "sparsity_pass2",
+    "sparsity_pass3",
+    "sparsity_select",
+    "target_edges",
     "zero_constant_rows",
     "zscore_rows",
 ]
@@ -561,4 +569,460 @@ def eigenvector_power(
             stacklevel=2,
         )
     out[valid, 0] = np.abs(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Degree centrality at a sparsity: the exact k-th largest correlation without an N x N matrix
+# --------------------------------------------------------------------------------------------
+
+#: Bins of the first-pass histogram of the correlations: bin ``m`` (1 ... B) holds
+#: :math:`r \in ((m-1)/B, m/B]`, bin 0 :math:`r \le 0` and bin ``B + 1`` :math:`r > 1` (float
+#: rounding). ``ceil(r * B)`` is exact in float32 (B is a power of two), so binning and the
+#: band tests ``lo < r <= hi`` of the later passes agree bit for bit.
+SPARSITY_BINS = 2**16
+
+#: Sub-bins per first-pass bin in the fallback second pass, each ``2**-34`` wide: one float32
+#: value each for :math:`r \ge 2^{-11}`.
+SPARSITY_SUB_BINS = 2**18
+SPARSITY_SUB_SCALE = float(SPARSITY_BINS * SPARSITY_SUB_BINS)
+
+#: A band holding at most this many pairs is collected as (i, j, r) triples (12 bytes each)
+#: in the second pass; a larger one is resolved by a sub-histogram and a third pass instead.
+SPARSITY_BAND_LIMIT = 2**22
+
+#: Fields of the band description returned by :func:`sparsity_band`.
+_BAND_ALL, _BAND_PAIRS, _BAND_SUB = 0.0, 1.0, 2.0
+
+#: Rows of int32 bin indices gathered before one ``bincount`` (bounded buffer).
+_HIST_FLUSH = 2**18
+
+
+def _pair_tiles(rows: np.ndarray, start: int, z_all: np.ndarray, tile: int, absolute: bool):
+    """Yield ``(c0, g)``: tiles of r (or |r|) of ``rows`` with the columns ``j >= start``.
+
+    Entries with ``j <= i`` (global indices) are set to 0, so each unordered pair appears
+    once, in the row of its smaller index. The caller holds :func:`one_blas_thread`. The
+    tile geometry is that of :func:`degree_upper`, so every pass computes the same bits.
+    """
+    n = rows.shape[0]
+    n_all = z_all.shape[0]
+    stop = start + n
+    width = max(1, min(int(tile), n_all - start))
+    buf = np.empty((n, width), np.float32)
+    edges = sorted({*range(start, stop, width), *range(stop, n_all, width), n_all})
+    row_ids = start + np.arange(n)
+    for c0, c1 in itertools.pairwise(edges):
+        g = buf[:, : c1 - c0]
+        np.matmul(rows, z_all[c0:c1].T, out=g)
+        if absolute:
+            np.abs(g, out=g)
+        if c0 < stop:
+            g[(c0 + np.arange(c1 - c0))[None, :] <= row_ids[:, None]] = 0.0
+        yield c0, g
+
+
+def _as_rows(rows, start, z_all):
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    z_all = np.asarray(z_all, dtype=np.float32)
+    start = int(np.asarray(start).ravel()[0]) if np.ndim(start) else int(start)
+    return rows, start, z_all
+
+
+def degree_histogram(
+    rows: np.ndarray,
+    start: int,
+    z_all: np.ndarray,
+    absolute: bool,
+    *,
+    bins: int = SPARSITY_BINS,
+    tile: int = DEGREE_TILE,
+) -> np.ndarray:
+    r"""Histogram of the correlations of the pairs ``i < j`` with ``i`` in a row block.
+
+    Parameters
+    ----------
+    rows, start, z_all, absolute
+        As for :func:`degree_upper`.
+    bins : int, default :data:`SPARSITY_BINS`
+        ``B``: bin ``m = ceil(r B)`` clipped to ``[0, B + 1]`` (0: :math:`r \le 0`).
+    tile : int
+        Columns per tile.
+
+    Returns
+    -------
+    numpy.ndarray (1, B + 2), int64
+        Pair counts per bin; integers, so the sum over the blocks is exact in any order.
+        Bins 1 ... B + 1 count each positive pair once; bin 0 also holds the block's own
+        pairs with ``j <= i`` (set to 0), so only ``hist[1:]`` is meaningful.
+    """
+    rows, start, z_all = _as_rows(rows, start, z_all)
+    hist = np.zeros(bins + 2, np.int64)
+    n = rows.shape[0]
+    if n == 0:
+        return hist[None]
+    scale = np.float32(bins)
+    pending = np.empty(_HIST_FLUSH + n * max(1, min(int(tile), z_all.shape[0] - start)), np.int32)
+    used = 0
+    with one_blas_thread():
+        for _, g in _pair_tiles(rows, start, z_all, tile, absolute):
+            np.multiply(g, scale, out=g)
+            np.ceil(g, out=g)
+            np.clip(g, 0, bins + 1, out=g)
+            np.copyto(pending[used : used + g.size].reshape(g.shape), g, casting="unsafe")
+            used += g.size
+            if used >= _HIST_FLUSH:
+                hist += np.bincount(pending[:used], minlength=bins + 2)
+                used = 0
+    if used:
+        hist += np.bincount(pending[:used], minlength=bins + 2)
+    return hist[None]
+
+
+def degree_band(
+    rows: np.ndarray,
+    start: int,
+    z_all: np.ndarray,
+    absolute: bool,
+    edge_lo: float,
+    edge_hi: float = np.inf,
+    *,
+    collect: tuple[float, float, str] | None = None,
+    tile: int = DEGREE_TILE,
+) -> tuple[np.ndarray, tuple | np.ndarray | None]:
+    r"""Degrees of the edges ``edge_lo < r <= edge_hi`` among the pairs ``i < j``, ``i`` in a row block.
+
+    Parameters
+    ----------
+    rows, start, z_all, absolute
+        As for :func:`degree_upper`.
+    edge_lo, edge_hi : float
+        Edge interval (compared in float32; ``edge_hi = inf``: no upper bound).
+    collect : (lo, hi, mode), optional
+        Also gather the pairs with ``lo < r <= hi``: ``mode="pairs"`` returns them as
+        ``(i, j, r)`` arrays (global indices, int32, and float32 r); ``mode="sub"`` returns
+        their histogram in sub-bins ``q = ceil((r - lo) * SPARSITY_SUB_SCALE)`` (int64,
+        length ``SPARSITY_SUB_BINS + 1``, ``q`` clipped to ``[1, SPARSITY_SUB_BINS]``).
+    tile : int
+        Columns per tile.
+
+    Returns
+    -------
+    degrees : numpy.ndarray (1, N, 2), float64
+        Edge counts and weights credited to both ends of each pair.
+    collected : tuple of arrays, numpy.ndarray or None
+        See ``collect``.
+    """
+    rows, start, z_all = _as_rows(rows, start, z_all)
+    n = rows.shape[0]
+    n_all = z_all.shape[0]
+    out = np.zeros((1, n_all, 2), np.float64)
+    pieces: list = []
+    sub = None
+    if collect is not None and collect[2] == "sub":
+        sub = np.zeros(SPARSITY_SUB_BINS + 1, np.int64)
+    if n == 0:
+        return out, (_concat_pairs(pieces) if collect is not None and sub is None else sub)
+    e_lo = np.float32(edge_lo)
+    e_hi = np.float32(edge_hi)
+    width = max(1, min(int(tile), n_all - start))
+    e_buf = np.empty((2, n, width), np.float32)
+    band = np.empty((2, n, width), bool)
+    ones_c = np.ones(width, np.float32)
+    ones_r = np.ones(n, np.float32)
+    row_acc = np.zeros((2, n), np.float64)
+    with one_blas_thread():
+        for c0, g in _pair_tiles(rows, start, z_all, tile, absolute):
+            w = g.shape[1]
+            b = e_buf[:, :, :w]
+            if collect is not None:
+                bd, tmp = band[0, :, :w], band[1, :, :w]
+                np.greater(g, np.float32(collect[0]), out=bd)
+                np.less_equal(g, np.float32(collect[1]), out=tmp)
+                bd &= tmp
+                if bd.any():
+                    ii, jj = np.nonzero(bd)
+                    vals = g[ii, jj]
+                    if sub is None:
+                        pieces.append(((ii + start).astype(np.int32), (jj + c0).astype(np.int32), vals.copy()))
+                    else:
+                        q = np.ceil((vals.astype(np.float64) - collect[0]) * SPARSITY_SUB_SCALE)
+                        q = np.clip(q, 1, SPARSITY_SUB_BINS).astype(np.int64)
+                        sub += np.bincount(q, minlength=SPARSITY_SUB_BINS + 1)
+            np.greater(g, e_lo, out=b[1])
+            if np.isfinite(e_hi):
+                np.less_equal(g, e_hi, out=b[0])
+                b[1] *= b[0]
+            np.multiply(g, b[1], out=b[0])
+            row_acc += np.matmul(b, ones_c[:w])
+            col = np.matmul(ones_r, b)  # (2, w)
+            out[0, c0 : c0 + w, 0] += col[1]
+            out[0, c0 : c0 + w, 1] += col[0]
+    out[0, start : start + n, 0] += row_acc[1]
+    out[0, start : start + n, 1] += row_acc[0]
+    if collect is None:
+        return out, None
+    return out, (_concat_pairs(pieces) if sub is None else sub)
+
+
+def _concat_pairs(pieces: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not pieces:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return tuple(np.concatenate(p) for p in zip(*pieces, strict=True))  # type: ignore[return-value]
+
+
+def target_edges(n_voxels: int, sparsity: float) -> int:
+    """Number of edges kept at ``sparsity`` percent: ``floor(N (N - 1) / 2 * s / 100)`` as 3dDegreeCentrality."""
+    n_pairs = int(n_voxels) * (int(n_voxels) - 1) // 2
+    return int(n_pairs * float(sparsity) / 100.0)
+
+
+def sparsity_band(hist: np.ndarray, k: int, limit: int = SPARSITY_BAND_LIMIT) -> np.ndarray:
+    """The first-pass bin holding the ``k``-th largest positive correlation.
+
+    Parameters
+    ----------
+    hist : numpy.ndarray (B + 2,), int64
+        Summed :func:`degree_histogram` of all row blocks.
+    k : int
+        Target number of edges (>= 1).
+    limit : int
+        Largest band collected pair by pair (else: the sub-histogram fallback).
+
+    Returns
+    -------
+    numpy.ndarray (5,), float64
+        ``[mode, m, k_rem, n_positive, n_above]``: mode 0 (``k >= n_positive``: every
+        positive pair is an edge), 1 (collect the band's pairs) or 2 (sub-histogram); ``m``
+        the bin; ``k_rem = k - n_above`` the rank of the target within the bin (1-based,
+        from the top); ``n_above`` the pairs in the bins above ``m``.
+
+    Warns
+    -----
+    RuntimeWarning
+        If fewer than ``k`` pairs have r > 0 (3dDegreeCentrality warns alike).
+    """
+    hist = np.asarray(hist, dtype=np.int64).ravel()
+    n_pos = int(hist[1:].sum())
+    if k >= n_pos:
+        if k > n_pos:
+            import warnings
+
+            warnings.warn(
+                f"degree centrality: sparsity asks for {k} edges but only {n_pos} pairs have r > 0; "
+                "all of them are kept",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return np.array([_BAND_ALL, 0, 0, n_pos, 0], np.float64)
+    from_top = np.cumsum(hist[::-1])[::-1]  # from_top[m] = pairs in bins >= m
+    m = int(np.flatnonzero(from_top >= k)[-1])
+    above = int(from_top[m + 1]) if m + 1 < hist.size else 0
+    mode = _BAND_PAIRS if hist[m] <= limit else _BAND_SUB
+    return np.array([mode, m, k - above, n_pos, above], np.float64)
+
+
+def _band_edges(m: int, bins: int = SPARSITY_BINS) -> tuple[float, float]:
+    """``(lo, hi)`` of first-pass bin ``m >= 1``: r in ``(lo, hi]`` (hi = inf for the last)."""
+    if m > bins:
+        return 1.0, np.inf
+    return (m - 1) / bins, m / bins
+
+
+def sparsity_pass2(rows, start, z_all, band, absolute, *, tile: int = DEGREE_TILE):
+    """Second pass: degrees above the band, and the band's pairs (or sub-histogram)."""
+    mode, m = float(band[0]), int(band[1])
+    if mode == _BAND_ALL:
+        return degree_band(rows, start, z_all, absolute, 0.0, tile=tile)
+    lo, hi = _band_edges(m)
+    kind = "pairs" if mode == _BAND_PAIRS else "sub"
+    return degree_band(rows, start, z_all, absolute, hi, collect=(lo, hi, kind), tile=tile)
+
+
+def _float32_below(x: float) -> float:
+    """The largest float32 <= ``x``."""
+    f = np.float32(x)
+    if float(f) > x:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return float(f)
+
+
+def sparsity_select(band: np.ndarray, collected: list, n_all: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The threshold from the band, and the degrees of the band's edges.
+
+    Parameters
+    ----------
+    band : numpy.ndarray (5,)
+        :func:`sparsity_band`.
+    collected : list
+        The second outputs of :func:`sparsity_pass2`, in row-block order.
+    n_all : int
+        Number of voxels.
+
+    Returns
+    -------
+    tau : numpy.ndarray (), float64
+        The threshold: the edges are the pairs with ``r > tau`` (float32 comparison); with
+        mode 1, ``tau`` is the float32 just below the ``k``-th largest r, so every pair tied
+        with it is kept.
+    extra : numpy.ndarray (N, 2), float64
+        Degrees of the band's edges (mode 1; zeros otherwise).
+    third : numpy.ndarray (3,), float64
+        ``[run, lo, hi]``: whether the third pass (:func:`sparsity_pass3`) counts the edges
+        ``lo < r <= hi`` (mode 2 only).
+    """
+    tau, extra, third = _select(band, collected, n_all)
+    return np.asarray(tau, np.float64), extra, third
+
+
+def _select(band, collected, n_all):
+    mode, m, k_rem = float(band[0]), int(band[1]), int(band[2])
+    extra = np.zeros((n_all, 2), np.float64)
+    third = np.zeros(3, np.float64)
+    if mode == _BAND_ALL:
+        return 0.0, extra, third
+    lo, hi = _band_edges(m)
+    if mode == _BAND_PAIRS:
+        ii, jj, vals = _concat_pairs([c for c in collected if c[0].size])
+        if vals.size == 0:  # only if the passes disagreed on a bit (they compute the same tiles)
+            return _float32_below(hi), extra, third
+        r_k = np.sort(vals)[vals.size - min(k_rem, vals.size)]
+        keep = vals >= r_k
+        ii, jj, w = ii[keep], jj[keep], vals[keep].astype(np.float64)
+        extra[:, 0] = np.bincount(ii, minlength=n_all) + np.bincount(jj, minlength=n_all)
+        extra[:, 1] = np.bincount(ii, weights=w, minlength=n_all) + np.bincount(jj, weights=w, minlength=n_all)
+        return float(np.nextafter(r_k, np.float32(-np.inf))), extra, third
+    sub = np.zeros(SPARSITY_SUB_BINS + 1, np.int64)
+    for c in collected:
+        sub += c
+    from_top = np.cumsum(sub[::-1])[::-1]
+    q = int(np.flatnonzero(from_top >= k_rem)[-1])
+    tau = _float32_below(lo + (q - 1) / SPARSITY_SUB_SCALE)
+    third[:] = (1.0, tau, hi)
+    return tau, extra, third
+
+
+def sparsity_pass3(rows, start, z_all, selected, absolute, *, tile: int = DEGREE_TILE) -> np.ndarray:
+    """Third pass (sub-histogram fallback only): degrees of the edges within the band."""
+    third = selected[2]
+    if third[0] == 0:  # a read-only view of one zero: no memory
+        return np.broadcast_to(np.zeros((1, 1, 1)), (1, np.shape(z_all)[0], 2))
+    return degree_band(rows, start, z_all, absolute, float(third[1]), float(third[2]), tile=tile)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Local functional connectivity density (region growing from each seed)
+# --------------------------------------------------------------------------------------------
+
+#: Weighted LFCD is summed in fixed point (``round(r * 2**40)`` as int64): an exact integer
+#: sum, the same in any order (the region of a seed may be grown in any order).
+LFCD_FIXED_POINT = 2.0**40
+
+#: Seed-voxel pairs whose correlation is computed at once (bounds the gathered rows).
+_LFCD_PAIRS = 8192
+
+
+def _pair_correlation(z_all: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Correlation of the rows ``a[p]`` and ``b[p]``: exact float64 products, a pairwise sum per row.
+
+    Each value depends on its two rows only (not on the other pairs, their number or their
+    order), so a region grows the same way in any block of seeds.
+    """
+    out = np.empty(a.size, np.float64)
+    for s in range(0, a.size, _LFCD_PAIRS):
+        e = min(s + _LFCD_PAIRS, a.size)
+        prod = np.multiply(z_all[a[s:e]], z_all[b[s:e]], dtype=np.float64)
+        out[s:e] = prod.sum(axis=1)
+    return out
+
+
+def lfcd_block(
+    start: np.ndarray,
+    z_all: np.ndarray,
+    lookup: np.ndarray,
+    position: np.ndarray,
+    deltas: np.ndarray,
+    threshold: float,
+    *,
+    batch: int | None = None,
+    frontier: int = 2**16,
+) -> np.ndarray:
+    r"""Binary and weighted LFCD of a block of seeds by vectorised region growing.
+
+    Parameters
+    ----------
+    start : numpy.ndarray (n,), int
+        Global row indices of the seeds (a contiguous block).
+    z_all : numpy.ndarray (N, time), float32
+        All standardised in-mask rows (:func:`zscore_rows`; constant voxels are all-zero rows).
+    lookup : numpy.ndarray (P,), int
+        Row index of each voxel of the grid padded by one voxel on every side (flattened, C
+        order), -1 outside the mask (the padding included).
+    position : numpy.ndarray (N,), int
+        Flat index in the padded grid of each row.
+    deltas : numpy.ndarray (K,), int
+        Flat offsets of the neighbours (6, 18 or 26).
+    threshold : float
+        A voxel joins the seed's region if its r with the seed is strictly above it.
+    batch : int, optional
+        Seeds grown together (default: ``clip(2**22 // N, 1, 256)``, so the ``batch x N``
+        "seen" matrix stays under 4 MiB).
+    frontier : int, default 65536
+        Largest number of region voxels expanded in one step.
+
+    Returns
+    -------
+    numpy.ndarray (n, 2), float64
+        Number of voxels of the seed's region (seed excluded) and the sum of their r with
+        the seed (fixed point, :data:`LFCD_FIXED_POINT`).
+
+    Notes
+    -----
+    For each seed ``s`` the region is grown from ``s``: the neighbours of every region voxel
+    are tested once each, and join the region when :math:`r(s, v) > \tau` (r with the seed,
+    not with the voxel they were reached from). The result is the connected component of
+    ``s`` in :math:`\{s\} \cup \{v : r(s, v) > \tau\}`, whatever the order of growth.
+    """
+    seeds = np.asarray(start, dtype=np.int64).ravel()
+    z_all = np.asarray(z_all, dtype=np.float32)
+    lookup = np.asarray(lookup).ravel()
+    position = np.asarray(position, dtype=np.int64).ravel()
+    deltas = np.asarray(deltas, dtype=np.int64).ravel()
+    n_all = z_all.shape[0]
+    out = np.zeros((seeds.size, 2), np.float64)
+    if seeds.size == 0 or n_all == 0:
+        return out
+    size = int(batch) if batch else int(min(max(2**22 // n_all, 1), 256))
+    thr = float(threshold)
+    for b0 in range(0, seeds.size, size):
+        batch_seeds = seeds[b0 : b0 + size]
+        nb = batch_seeds.size
+        seen = np.zeros((nb, n_all), bool)
+        seen[np.arange(nb), batch_seeds] = True
+        count = np.zeros(nb, np.int64)
+        weight = np.zeros(nb, np.int64)
+        queue_s = np.arange(nb, dtype=np.int64)  # (batch seed, region voxel) pairs to expand
+        queue_v = batch_seeds.copy()
+        while queue_s.size:
+            fs, fv = queue_s[:frontier], queue_v[:frontier]
+            queue_s, queue_v = queue_s[frontier:], queue_v[frontier:]
+            cand = lookup[position[fv][:, None] + deltas[None, :]]
+            cs = np.broadcast_to(fs[:, None], cand.shape)
+            ok = cand >= 0
+            cs, cv = cs[ok], cand[ok].astype(np.int64)
+            fresh = ~seen[cs, cv]
+            key = np.unique(cs[fresh] * n_all + cv[fresh])
+            if key.size == 0:
+                continue
+            cs, cv = key // n_all, key % n_all
+            seen[cs, cv] = True
+            r = _pair_correlation(z_all, batch_seeds[cs], cv)
+            hit = r > thr
+            cs, cv, r = cs[hit], cv[hit], r[hit]
+            count += np.bincount(cs, minlength=nb)
+            np.add.at(weight, cs, np.rint(r * LFCD_FIXED_POINT).astype(np.int64))
+            queue_s = np.concatenate([queue_s, cs])
+            queue_v = np.concatenate([queue_v, cv])
+        out[b0 : b0 + nb, 0] = count
+        out[b0 : b0 + nb, 1] = weight / LFCD_FIXED_POINT
     return out

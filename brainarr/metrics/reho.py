@@ -12,15 +12,66 @@ from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL, TIME
 from brainarr.exceptions import DimensionError
 from brainarr.metrics._common import prepare_bold, prepare_mask
+from brainarr.metrics._flavours import afni_rank_time, neighbour_sum_block
 from brainarr.metrics._kernels import kendall_w_block, rank_time
 
-__all__ = ["reho"]
+__all__ = ["REHO_TIES", "reho"]
 
 REHO_REFERENCES = (
     "Zang Y, Jiang T, Lu Y, He Y, Tian L. Regional homogeneity approach to fMRI data analysis. "
     "NeuroImage 2004;22:394-400. doi:10.1016/j.neuroimage.2003.12.030; "
     "Kendall MG, Babington Smith B. The problem of m rankings. Ann Math Stat 1939;10:275-287"
 )
+
+AFNI_REHO_REFERENCES = (
+    "; Kendall MG, Gibbons JD. Rank Correlation Methods. 5th ed. London: Edward Arnold; 1990; "
+    "Taylor PA, Saad ZS. FATCAT: (an efficient) Functional And Tractographic Connectivity Analysis "
+    "Toolbox. Brain Connect 2013;3:523-535. doi:10.1089/brain.2013.0154 (AFNI 3dReHo)"
+)
+
+#: Values of ``ties`` accepted by :func:`reho`.
+REHO_TIES = ("dpabi", "afni")
+
+
+def _halo_map(block_func, data, neighbourhood: int, out_last: int, dtype):
+    """Apply ``block_func(block_with_halo, neighbourhood)`` to ``(..., x, y, z, c)`` data.
+
+    A halo of one voxel (0 outside the array) is exchanged between dask chunks
+    (``map_overlap``) or padded for numpy input; the result has ``out_last`` entries on the
+    last axis and the spatial chunks of ``data``.
+    """
+    ndim = data.ndim
+    spatial_axes = (ndim - 4, ndim - 3, ndim - 2)
+    if isinstance(data, dsa.Array):
+        depth = {ax: (1 if ax in spatial_axes else 0) for ax in range(ndim)}
+        return dsa.map_overlap(
+            block_func,
+            data,
+            depth=depth,
+            boundary=0,
+            trim=False,
+            chunks=(*data.chunks[:-1], (out_last,)),
+            dtype=dtype,
+            meta=np.array((), dtype=dtype),
+            neighbourhood=neighbourhood,
+        )
+    pad = [(0, 0)] * ndim
+    for ax in spatial_axes:
+        pad[ax] = (1, 1)
+    return block_func(np.pad(data, pad), neighbourhood)
+
+
+def _w_afni(ranks, aux, neighbourhood: int, n_time: int):
+    """3dReHo's tie-corrected W from its ranks and ``aux = [tie term, in mask]`` per voxel."""
+    w0 = _w_from_ranks(ranks, neighbourhood)  # 12 S / (K^2 (T^3 - T))
+    sums = _halo_map(neighbour_sum_block, aux, neighbourhood, 2, np.float64)
+    tie_sum, k = sums[..., 0], sums[..., 1]
+    n3 = float(n_time) ** 3 - n_time
+    # 12 S / (K^2 (T^3 - T) - K sum(T_v)) = w0 K (T^3 - T) / (K (T^3 - T) - sum(T_v))
+    lib = dsa if isinstance(w0, dsa.Array) else np
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = lib.where(k > 0, w0 * (k * n3) / (k * n3 - tie_sum), 0.0)
+    return w.astype(np.float32)
 
 
 def _w_from_ranks(ranks: np.ndarray | dsa.Array, neighbourhood: int) -> np.ndarray | dsa.Array:
@@ -55,6 +106,7 @@ def reho(
     *,
     neighbourhood: Literal[7, 19, 27] = 27,
     edge: Literal["truncate", "zero"] = "truncate",
+    ties: Literal["dpabi", "afni"] = "dpabi",
 ) -> xr.DataArray:
     r"""Regional homogeneity: Kendall's W of each voxel's series with its in-mask neighbours.
 
@@ -70,7 +122,12 @@ def reho(
         face neighbours.
     edge : {"truncate", "zero"}, default "truncate"
         Voxels on the outermost slices of the array: ``"truncate"`` computes them with the
-        neighbours that exist; ``"zero"`` sets them to 0 as DPABI does.
+        neighbours that exist (as AFNI ``3dReHo`` does); ``"zero"`` sets them to 0 as DPABI
+        does.
+    ties : {"dpabi", "afni"}, default "dpabi"
+        How tied values are ranked and corrected for: ``"dpabi"``: average ranks, no
+        correction (RESTplus/DPABI); ``"afni"``: AFNI ``3dReHo``'s ranks and tie-corrected W
+        (also xcp_d's volumetric ReHo, which runs ``3dReHo -nneigh 27``); see Notes.
 
     Returns
     -------
@@ -99,6 +156,34 @@ def reho(
     with the truncated neighbourhood (``edge="zero"`` reproduces DPABI). In practice brain
     masks do not reach the array border, so both agree.
 
+    With ``ties="afni"`` (``3dReHo -mask``; ``CalcRanksForReHo`` and ``ReHoIt`` in
+    src/ptaylor/rsfc.c of AFNI), W has Kendall and Gibbons' tie correction,
+
+    .. math::
+
+       W = \frac{12 \sum_t (R_t - \bar R)^2}{K^2 (T^3 - T) - K \sum_{v} T_v}, \qquad
+       T_v = \sum_{g} (t_g^3 - t_g) ,
+
+    with :math:`T_v` summed over the :math:`K` in-mask voxels of the neighbourhood and
+    :math:`t_g` the sizes of the tie groups of voxel :math:`v`, but with 3dReHo's own ranks:
+
+    - the values are sorted (GSL heapsort) and ranked 1..T in that order; ties are looked
+      for in the sorted values *truncated to integers* (3dReHo stores them in an ``int``
+      array), so values that differ but have the same integer part are tied: on data in
+      percent-signal or standardised units (fluctuations of order 1) most values are tied,
+      and the tie correction is large;
+    - each run of equal integers gets its average rank and adds :math:`t^3 - t` to
+      :math:`T_v`, except the run holding the largest values, which 3dReHo's loop never
+      closes: it keeps distinct ranks (in heapsort order where values are equal) and is not
+      counted in :math:`T_v` (a constant voxel thus gets ranks 1..T);
+    - the neighbourhoods are the same spheres (radius 1.9, 1.7, 1.1 voxels: 27, 19, 7
+      voxels), truncated at the array border and restricted to the mask; in-mask constant
+      voxels are included.
+
+    Without ties (integer parts all distinct) both settings give the same W. The tie terms
+    and the in-mask counts are summed over the neighbourhood with the same one-voxel halo,
+    so the result does not depend on the chunking either.
+
     References
     ----------
     Zang et al. 2004; Kendall and Babington Smith 1939 (see ``attrs["references"]``).
@@ -108,23 +193,41 @@ def reho(
         raise ValueError(f"{func}: neighbourhood must be 7, 19 or 27, got {neighbourhood!r}")
     if edge not in ("truncate", "zero"):
         raise ValueError(f"{func}: edge must be 'truncate' or 'zero', got {edge!r}")
+    if ties not in REHO_TIES:
+        raise ValueError(f"{func}: ties must be 'dpabi' or 'afni', got {ties!r}")
     if mask is None:
         raise DimensionError(f"{func}: a bool mask (x, y, z) is required")
     prepared = prepare_bold(bold, func=func)
     mask = prepare_mask(mask, prepared, func=func)
     lead = [d for d in prepared.dims if d not in (*SPATIAL, TIME)]
-    ranks = xr.apply_ufunc(
-        rank_time,
-        prepared,
-        mask,
-        input_core_dims=[[TIME], []],
-        output_core_dims=[[TIME]],
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        keep_attrs=False,
-    ).transpose(*lead, *SPATIAL, TIME)
-    data = ranks.data
-    w = _w_from_ranks(data, neighbourhood)
+    if ties == "dpabi":
+        ranks = xr.apply_ufunc(
+            rank_time,
+            prepared,
+            mask,
+            input_core_dims=[[TIME], []],
+            output_core_dims=[[TIME]],
+            dask="parallelized",
+            output_dtypes=[np.float32],
+            keep_attrs=False,
+        ).transpose(*lead, *SPATIAL, TIME)
+        w = _w_from_ranks(ranks.data, neighbourhood)
+    else:
+        aux_dim = "reho_aux"
+        ranks, aux = xr.apply_ufunc(
+            afni_rank_time,
+            prepared,
+            mask,
+            input_core_dims=[[TIME], []],
+            output_core_dims=[[TIME], [aux_dim]],
+            dask="parallelized",
+            output_dtypes=[np.float32, np.float64],
+            dask_gufunc_kwargs={"output_sizes": {aux_dim: 2}},
+            keep_attrs=False,
+        )
+        ranks = ranks.transpose(*lead, *SPATIAL, TIME)
+        aux = aux.transpose(*lead, *SPATIAL, aux_dim)
+        w = _w_afni(ranks.data, aux.data, neighbourhood, prepared.sizes[TIME])
     out = xr.DataArray(
         w,
         dims=(*lead, *SPATIAL),
@@ -139,9 +242,13 @@ def reho(
         name="reho",
         long_name="regional homogeneity (Kendall's W)",
         units="1",
-        description=f"Kendall's W over {neighbourhood}-voxel neighbourhoods within the mask",
-        references=REHO_REFERENCES,
+        description=(
+            f"Kendall's W over {neighbourhood}-voxel neighbourhoods within the mask"
+            + ("" if ties == "dpabi" else ", AFNI 3dReHo ranks and tie correction")
+        ),
+        references=REHO_REFERENCES + ("" if ties == "dpabi" else AFNI_REHO_REFERENCES),
         neighbourhood=int(neighbourhood),
         edge=edge,
+        ties=ties,
     )
     return carry_attrs(bold, out)

@@ -6,6 +6,7 @@ from brainarr.stats.demographics import demographics, demographics_to_markdown
 from brainarr.stats.glm import glm, t_to_z, ttest2
 from brainarr.stats.grf import cluster_size_threshold, grf, grf_cluster_p
 from brainarr.stats.permutation import permutation, tfce
+from brainarr.stats.roi import roi_ttest2
 from brainarr.stats.smoothness import small_dof_factor, smoothness
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "grf_cluster_p",
     "group_design",
     "permutation",
+    "roi_ttest2",
     "small_dof_factor",
     "smoothness",
     "t_to_z",
