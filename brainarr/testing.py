@@ -5,6 +5,7 @@ Downstream projects can reuse these in their own tests.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
@@ -20,7 +21,9 @@ from brainarr._core.grid import spatial_coords
 __all__ = [
     "BadInput",
     "CountingScheduler",
+    "ShuffledThreadPool",
     "assert_lazy",
+    "blas_threads",
     "check_bad_input",
     "make_affine",
     "make_bold",
@@ -305,3 +308,52 @@ def check_bad_input(case: BadInput, tmp: Path) -> BaseException:
     if store is not None:
         assert snapshot(store) == before, f"{store} changed"
     return info.value
+
+
+class ShuffledThreadPool(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that starts each task after a random delay, so tasks finish in another order.
+
+    For reproducibility tests: ``dask.compute(x, scheduler="threads", pool=ShuffledThreadPool(3, seed))``
+    must give the same bits as a synchronous compute.
+
+    Parameters
+    ----------
+    max_workers : int
+        Threads.
+    seed : int
+        Seed of the delays (up to 2 ms per task).
+    """
+
+    def __init__(self, max_workers: int, seed: int) -> None:
+        super().__init__(max_workers)
+        self._delays = np.random.default_rng(seed)
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Submit ``fn`` to start after a random delay."""
+        delay = float(self._delays.random()) * 2e-3
+        return super().submit(_after, delay, fn, *args, **kwargs)
+
+
+def _after(delay: float, fn, *args, **kwargs):
+    import time
+
+    time.sleep(delay)
+    return fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with BLAS at ``n`` threads, set from this thread whichever thread held the control.
+
+    threadpoolctl >= 3.8 ignores the limits set by every thread but a "controlling" one; this
+    releases that control before and after.
+    """
+    from threadpoolctl import OpenBLASController, threadpool_limits
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+    with threadpool_limits(n, user_api="blas"):
+        yield
+    if clear is not None:
+        clear(force=True)

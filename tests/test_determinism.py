@@ -8,10 +8,7 @@ OpenBLAS to split products between threads, where its rounding depends on the th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import nibabel as nib
@@ -23,38 +20,7 @@ import brainarr.metrics as bm
 from brainarr import io, pipeline
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
-from brainarr.testing import make_bold
-
-
-class _ShuffledPool(ThreadPoolExecutor):
-    """A thread pool that starts each task after a random delay: tasks finish in another order."""
-
-    def __init__(self, max_workers: int, seed: int) -> None:
-        super().__init__(max_workers)
-        self._delays = np.random.default_rng(seed)
-
-    def submit(self, fn, /, *args, **kwargs):
-        delay = float(self._delays.random()) * 2e-3
-        return super().submit(_after, delay, fn, *args, **kwargs)
-
-
-def _after(delay, fn, *args, **kwargs):
-    time.sleep(delay)
-    return fn(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int):
-    """BLAS at ``n`` threads for the block, set from this thread whichever thread held the control."""
-    from threadpoolctl import OpenBLASController, threadpool_limits
-
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:  # threadpoolctl >= 3.8 ignores every thread but a "controlling" one
-        clear(force=True)
-    with threadpool_limits(n, user_api="blas"):
-        yield
-    if clear is not None:
-        clear(force=True)
+from brainarr.testing import ShuffledThreadPool, blas_threads, make_bold
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +73,10 @@ def test_metrics_bit_identical(inputs):
     expected = run(scheduler="sync")
     runs = [run(scheduler="threads", num_workers=4) for _ in range(3)]
     for seed in range(2):
-        with _ShuffledPool(3, seed) as pool:
+        with ShuffledThreadPool(3, seed) as pool:
             runs.append(run(scheduler="threads", pool=pool))
     for n_threads in (1, 4):
-        with _blas_threads(n_threads):
+        with blas_threads(n_threads):
             runs.append(run(scheduler="threads", num_workers=2))
     assert all(np.any(expected[n] != 0) for n in names)
     for out in runs:

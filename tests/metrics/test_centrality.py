@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import numpy as np
@@ -15,7 +12,7 @@ import brainarr.metrics as bm
 from brainarr._core.blas import one_blas_thread
 from brainarr.exceptions import ChunkingError, DimensionError, GridMismatchError
 from brainarr.metrics._kernels import degree_block, degree_upper, zero_constant_rows, zscore_rows
-from brainarr.testing import make_bold, raise_if_dask_computes
+from brainarr.testing import ShuffledThreadPool, blas_threads, make_bold, raise_if_dask_computes
 
 CHUNKINGS = [
     ({"x": 3, "y": 5, "z": 4}, 37),
@@ -255,37 +252,6 @@ class TestEigenvectorCentrality:
 # --------------------------------------------------------------------------- reproducibility
 
 
-class _ShuffledPool(ThreadPoolExecutor):
-    """A thread pool that starts each task after a random delay: tasks finish in another order."""
-
-    def __init__(self, max_workers: int, seed: int) -> None:
-        super().__init__(max_workers)
-        self._delays = np.random.default_rng(seed)
-
-    def submit(self, fn, /, *args, **kwargs):
-        delay = float(self._delays.random()) * 2e-3
-        return super().submit(_after, delay, fn, *args, **kwargs)
-
-
-def _after(delay, fn, *args, **kwargs):
-    time.sleep(delay)
-    return fn(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def _blas_threads(n: int):
-    """BLAS at ``n`` threads for the block, set from this thread whichever thread held the control."""
-    from threadpoolctl import OpenBLASController, threadpool_limits
-
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:  # threadpoolctl >= 3.8 ignores every thread but a "controlling" one
-        clear(force=True)
-    with threadpool_limits(n, user_api="blas"):
-        yield
-    if clear is not None:
-        clear(force=True)
-
-
 def _blas_thread_counts() -> list[int]:
     from threadpoolctl import threadpool_info
 
@@ -323,7 +289,7 @@ class TestReproducibility:
                     seen.append(_blas_thread_counts())
 
         # the main thread holds threadpoolctl's control: a worker thread must still get 1
-        with _blas_threads(3):
+        with blas_threads(3):
             before = _blas_thread_counts()
             workers = [threading.Thread(target=task) for _ in range(3)]
             for w in workers:
@@ -346,10 +312,10 @@ class TestReproducibility:
         assert expected.dc_binary.values.max() > 0
         runs = [run(scheduler="threads", num_workers=4) for _ in range(5)]
         for seed in range(3):  # tasks started in shuffled order, at random times
-            with _ShuffledPool(3, seed) as pool:
+            with ShuffledThreadPool(3, seed) as pool:
                 runs.append(run(scheduler="threads", pool=pool))
         for n_threads in (1, 4):  # the BLAS default seen by anything not held at one thread
-            with _blas_threads(n_threads):
+            with blas_threads(n_threads):
                 runs.append(run(scheduler="threads", num_workers=2))
         for out in runs:
             np.testing.assert_array_equal(out.dc_binary.values, expected.dc_binary.values)
@@ -360,7 +326,7 @@ class TestReproducibility:
         z = zscore_rows(bold.values[mask.values])
         outs = []
         for n_threads in (1, 2, 4):
-            with _blas_threads(n_threads):
+            with blas_threads(n_threads):
                 outs.append(sum(degree_upper(z[s : s + 600], s, z, 0.25, False)[0] for s in range(0, len(z), 600)))
                 assert set(_blas_thread_counts()) <= {n_threads}  # restored afterwards
         for out in outs[1:]:
@@ -393,5 +359,5 @@ class TestReproducibility:
             for _ in range(3):
                 np.testing.assert_array_equal(ec.compute(scheduler="threads").values, first)
             for n_threads in (1, 4):
-                with _blas_threads(n_threads):
+                with blas_threads(n_threads):
                     np.testing.assert_allclose(ec.compute(scheduler="threads").values, first, rtol=0, atol=1e-6)

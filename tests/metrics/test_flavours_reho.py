@@ -195,3 +195,15 @@ class TestMetadata:
     def test_bad_ties(self, bold, mask):
         with pytest.raises(ValueError, match="ties must be 'dpabi' or 'afni'"):
             bm.reho(bold, mask, ties="kendall")
+
+
+def test_gsl_heapsort_matches_scalar():
+    from brainarr.metrics._flavours import gsl_sort_index
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 16, 41):
+        rows = rng.integers(0, 4, size=(25, n)).astype(float)
+        rows[0] = 1.0  # all equal
+        got = gsl_sort_index(rows)
+        for i in range(rows.shape[0]):
+            assert got[i].tolist() == gsl_heapsort_index(rows[i].tolist())
