@@ -313,8 +313,9 @@ def check_bad_input(case: BadInput, tmp: Path) -> BaseException:
 class ShuffledThreadPool(concurrent.futures.ThreadPoolExecutor):
     """A thread pool that starts each task after a random delay, so tasks finish in another order.
 
-    For reproducibility tests: ``dask.compute(x, scheduler="threads", pool=ShuffledThreadPool(3, seed))``
-    must give the same bits as a synchronous compute.
+    For reproducibility tests: a threaded compute with this pool
+    (``dask.compute(x, scheduler="threads", pool=pool)``) must give the same bits as a
+    synchronous one.
 
     Parameters
     ----------
@@ -325,6 +326,7 @@ class ShuffledThreadPool(concurrent.futures.ThreadPoolExecutor):
     """
 
     def __init__(self, max_workers: int, seed: int) -> None:
+        """Create the pool (see the class docstring)."""
         super().__init__(max_workers)
         self._delays = np.random.default_rng(seed)
 
