@@ -10,6 +10,7 @@ import xarray as xr
 from brainarr._core.attrs import record_history
 from brainarr._core.confounds import MOTION_PARAMS
 from brainarr._core.dims import CONFOUND, TIME
+from brainarr._core.rigid import rigid_matrix
 from brainarr.preprocess._confounds import _motion_da
 
 __all__ = ["framewise_displacement", "motion_qc"]
@@ -18,24 +19,9 @@ _TRANS = list(MOTION_PARAMS[:3])
 _ROT = list(MOTION_PARAMS[3:])
 
 
-def _spm_rigid(params: np.ndarray) -> np.ndarray:
-    """4 x 4 rigid-body matrices from SPM parameters ``(..., 6)`` (``spm_matrix``: ``T R1 R2 R3``)."""
-    tx, ty, tz, p, r, y = np.moveaxis(params, -1, 0)
-    one, zero = np.ones_like(p), np.zeros_like(p)
-    cp, sp, cr, sr, cy, sy = np.cos(p), np.sin(p), np.cos(r), np.sin(r), np.cos(y), np.sin(y)
-    r1 = np.stack([one, zero, zero, zero, cp, sp, zero, -sp, cp], -1).reshape(*p.shape, 3, 3)
-    r2 = np.stack([cr, zero, sr, zero, one, zero, -sr, zero, cr], -1).reshape(*p.shape, 3, 3)
-    r3 = np.stack([cy, sy, zero, -sy, cy, zero, zero, zero, one], -1).reshape(*p.shape, 3, 3)
-    out = np.zeros((*p.shape, 4, 4))
-    out[..., :3, :3] = r1 @ r2 @ r3
-    out[..., :3, 3] = np.stack([tx, ty, tz], -1)
-    out[..., 3, 3] = 1.0
-    return out
-
-
 def _jenkinson_kernel(params: np.ndarray, radius: float) -> np.ndarray:
     """Jenkinson relative RMS displacement along ``time`` (axis -2 of ``(..., time, 6)``)."""
-    mats = _spm_rigid(np.asarray(params, dtype=np.float64))
+    mats = rigid_matrix(params)
     rel = mats[..., 1:, :, :] @ np.linalg.inv(mats[..., :-1, :, :]) - np.eye(4)
     a = rel[..., :3, :3]
     t = rel[..., :3, 3]
