@@ -24,15 +24,18 @@ __all__ = [
     "pipeline",
     "plotting",
     "preprocess",
+    "raw",
     "rechunk_for_metrics",
     "report",
     "set_options",
+    "spatial",
     "stats",
     "testing",
 ]
 
 _SUBMODULES = {
-    *("config", "datasets", "io", "metrics", "pipeline", "plotting", "preprocess", "report", "stats", "testing"),
+    *("config", "datasets", "io", "metrics", "pipeline", "plotting", "preprocess", "raw", "report", "spatial"),
+    *("stats", "testing"),
 }
 _FUNCTIONS = {"open_cohort": "brainarr.cohort", "rechunk_for_metrics": "brainarr._core.chunks"}
 

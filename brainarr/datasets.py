@@ -33,6 +33,7 @@ __all__ = [
     "region_at",
     "regions",
     "simulate_cohort",
+    "simulate_raw",
     "spheres",
     "study_grid",
     "tissue_probability",
@@ -371,3 +372,4 @@ def gm_mask(like: xr.DataArray | xr.Dataset | None = None, threshold: float = 0.
 
 # the simulator builds on the atlases above; it imports this module lazily inside its functions
 from brainarr._simulate import simulate_cohort  # noqa: E402
+from brainarr._simulate_raw import simulate_raw  # noqa: E402

@@ -32,6 +32,8 @@ from brainarr._core.chunks import spatial_chunks
 from brainarr._core.confounds import DEFAULT_TSV_COLUMNS, MOTION_PARAMS, MOTION_UNITS, confound_units, time_coord
 from brainarr._core.dims import CONFOUND, SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import is_axis_aligned, spatial_coords
+from brainarr._core.slices import header_time_unit as _time_unit
+from brainarr._core.slices import header_tr as _tr_from_header
 from brainarr._core.validation import MISSING_MARKERS, describe, get_affine
 from brainarr.exceptions import (
     BrainarrError,
@@ -59,7 +61,6 @@ PathLike = str | os.PathLike
 
 logger = logging.getLogger("brainarr")
 
-_TIME_UNIT_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6, "unknown": 1.0}
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # attrs key of a subject Dataset built by ingest: the NIfTI file to verify before appending
 # (dropped by CohortWriter.append, which replaces the Dataset's attrs with the store state)
@@ -139,36 +140,8 @@ def _check_complete(path: Path, header: nib.Nifti1Header, shape: tuple[int, ...]
             )
 
 
-def _time_unit(header: nib.Nifti1Header) -> str:
-    """The header's time unit ("sec", "msec", "usec" or "unknown"; other codes, Hz or ppm, as unknown)."""
-    try:
-        code = int(np.asarray(header["xyzt_units"]).item()) & 0x38
-    except (KeyError, TypeError, ValueError):
-        return "unknown"
-    return {8: "sec", 16: "msec", 24: "usec"}.get(code, "unknown")
-
-
 #: Longest plausible repetition time (s) of a header read at ingest; longer ones are refused.
 _MAX_TR = 30.0
-
-
-def _tr_from_header(header: nib.Nifti1Header) -> float | None:
-    """The header's TR in seconds (``pixdim[4]`` in its time unit, "unknown" as s), or None."""
-    try:
-        zooms = header.get_zooms()
-    except Exception:  # a hostile pixdim/dim: no usable TR
-        return None
-    if len(zooms) < 4:
-        return None
-    time_unit = _time_unit(header)
-    # pixdim is float32 on disk: take its shortest decimal form (0.8, not 0.800000011920929)
-    with np.errstate(all="ignore"):
-        value = np.float32(zooms[3])
-        if not np.isfinite(value):
-            return None
-        stored = float(np.format_float_positional(value, unique=True))
-        tr = stored * _TIME_UNIT_SECONDS.get(time_unit, 1.0)
-    return tr if np.isfinite(tr) and tr > 0 else None
 
 
 def _choose_tr(path: Path, header: nib.Nifti1Header, tr: float | None, *, header_first: bool) -> float:
@@ -1191,6 +1164,13 @@ def _sources_table(sources: Any) -> tuple[pd.DataFrame, pd.DataFrame | None]:
             table = find_fmriprep(root)
             tsv = root / "participants.tsv"
             participants = read_phenotypes(tsv) if tsv.exists() else None
+        elif ((root / "FunRaw").is_dir() and not any(root.glob("FunImg*W*"))) or (
+            any(root.glob("sub-*/**/func/*_bold.nii*")) and any(root.glob("sub-*/**/anat/*_T1w.nii*"))
+        ):
+            raise InputFileError(
+                f"{root} holds raw scanner data (native EPI and T1 images, not normalised): preprocess and ingest "
+                "it with brainarr.raw.ingest (command line: brainarr ingest --raw)"
+            )
         else:
             table = find_dpabi(root)
     elif isinstance(sources, (str, os.PathLike)):

@@ -275,6 +275,32 @@ def analysis_masks(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.Data
     return out
 
 
+#: Per-subject tissue probability maps a raw ingest stores (:func:`brainarr.raw.ingest`).
+SUBJECT_TISSUES = ("gm", "wm", "csf")
+
+
+def subject_masks(
+    cohort: xr.Dataset, masks: Mapping[str, xr.DataArray], index: int, config: StudyConfig
+) -> dict[str, xr.DataArray]:
+    """The nuisance masks of subject ``index``: its own WM and CSF maps when the cohort has them.
+
+    A cohort ingested from raw data holds each subject's ``wm`` and ``csf`` probabilities
+    ``(subject, x, y, z)`` from its own T1 segmentation; they are thresholded at
+    ``[preprocess] tissue_threshold`` as the MNI152 templates are. The grey-matter analysis
+    mask stays the group's (``mask``, else the MNI152 template), as in RESTplus/DPABI.
+    """
+    out = dict(masks)
+    for tissue in ("wm", "csf"):
+        if tissue in cohort.data_vars and cohort[tissue].dims == (SUBJECT, *SPATIAL):
+            own = cohort[tissue].isel({SUBJECT: index}, drop=True) > config.preprocess.tissue_threshold
+            own = own.drop_vars([c for c in own.coords if c not in own.dims]).assign_coords(
+                {d: masks[tissue][d] for d in SPATIAL}
+            )
+            own.attrs["affine"] = masks[tissue].attrs.get("affine", cohort.attrs.get("affine"))
+            out[tissue] = own
+    return out
+
+
 def subject_maps(
     bold: xr.DataArray,
     motion: xr.DataArray,
@@ -696,7 +722,7 @@ def _subject_level(cohort, store, storage_options, config, masks, subjects, clie
         bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
         motion = _motion_params(cohort["confounds"].isel({SUBJECT: index}, drop=True))
         motion = motion.drop_vars([c for c in motion.coords if c not in motion.dims])
-        maps = subject_maps(bold, motion, masks, config, families)
+        maps = subject_maps(bold, motion, subject_masks(cohort, masks, index, config), config, families)
         values = _compute({n: maps[n].data for n in names}, client, progress)
         for name in names:
             _write_row(store, storage_options, name, index, subject, np.asarray(values[name]))
@@ -769,8 +795,8 @@ def _check_subject_model(cohort: xr.Dataset, config: StudyConfig, masks: Mapping
     bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
     motion = _motion_params(cohort["confounds"].isel({SUBJECT: 0}, drop=True))
     try:
-        subject_maps(bold, motion.drop_vars([c for c in motion.coords if c not in motion.dims]), masks, config,
-                     tuple(config.metrics.families))  # fmt: skip
+        subject_maps(bold, motion.drop_vars([c for c in motion.coords if c not in motion.dims]),
+                     subject_masks(cohort, masks, 0, config), config, tuple(config.metrics.families))  # fmt: skip
     except DataValidationError as err:
         raise DataValidationError(
             f"[preprocess] discard = {pre.discard}, detrend = {pre.detrend}, confounds = {list(pre.confounds)} "

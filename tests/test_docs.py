@@ -12,7 +12,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 MODULES = [
-    "io", "cohort", "datasets", "preprocess", "metrics", "stats", "plotting",
+    "io", "raw", "spatial", "cohort", "datasets", "preprocess", "metrics", "stats", "plotting",
     "report", "config", "pipeline", "export", "backend", "testing", "exceptions", "cli",
 ]  # fmt: skip
 

@@ -15,7 +15,13 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_notebooks_found():
     names = [p.name for p in NOTEBOOKS]
-    assert names == ["01_quickstart.ipynb", "02_study.ipynb", "03_dask_cluster.ipynb", "04_from_restplus.ipynb"]
+    assert names == [
+        "01_quickstart.ipynb",
+        "02_study.ipynb",
+        "03_dask_cluster.ipynb",
+        "04_from_restplus.ipynb",
+        "05_from_raw.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -25,7 +25,6 @@ __all__ = [
     "ideal_matrix",
     "polynomial_basis",
     "residual_matrix",
-    "slice_shift",
 ]
 
 
@@ -208,43 +207,3 @@ def apply_matrix(
         else:
             target[keep] = res
     return out
-
-
-def slice_shift(x: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    r"""Shift each series in time by a fraction of a sample with a Fourier phase shift.
-
-    Parameters
-    ----------
-    x : ndarray (..., T)
-        Series.
-    shifts : ndarray broadcasting to ``x.shape[:-1]``
-        Shift in samples: the output at sample ``n`` estimates the input at ``n + shift``.
-
-    Returns
-    -------
-    ndarray (..., T), dtype of ``x`` (floating)
-
-    Notes
-    -----
-    As SPM's ``spm_slice_timing``, each series is extended to ``P = next_pow2(2 T)``
-    samples by a straight line from its last value back to its first (so the periodic
-    extension has no jump), transformed, multiplied by :math:`e^{2 \pi i k s / P}` and
-    transformed back; the Nyquist bin is multiplied by :math:`\cos(\pi s)` to stay real.
-    """
-    x = np.asarray(x)
-    dtype = np.result_type(x.dtype, np.float32)
-    n_time = x.shape[-1]
-    n_pad = next_pow2(2 * n_time)
-    ext = np.empty((*x.shape[:-1], n_pad), dtype=np.float64)
-    ext[..., :n_time] = x
-    n_fill = n_pad - n_time
-    frac = np.arange(1, n_fill + 1) / (n_fill + 1)
-    first = x[..., :1].astype(np.float64)
-    last = x[..., -1:].astype(np.float64)
-    ext[..., n_time:] = last + (first - last) * frac
-    spec = np.fft.rfft(ext, axis=-1)
-    k = np.arange(n_pad // 2 + 1)
-    s = np.asarray(shifts, dtype=np.float64)[..., None]
-    phase = np.exp(2j * np.pi * k * s / n_pad)
-    phase[..., -1] = np.cos(np.pi * s[..., 0])
-    return np.fft.irfft(spec * phase, n=n_pad, axis=-1)[..., :n_time].astype(dtype, copy=False)

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from brainarr._core import slices
 from brainarr._core.attrs import carry_attrs, record_history
 from brainarr._core.dims import CONFOUND, SPATIAL, TIME
-from brainarr._core.fft import band_bins, next_pow2
+from brainarr._core.fft import band_bins, fourier_shift, next_pow2
+from brainarr._core.slices import SliceOrder
 from brainarr._core.validation import (
     check_dims,
     check_same_grid,
@@ -28,8 +30,6 @@ __all__ = ["bandpass", "clean", "detrend", "discard", "regress", "slice_timing"]
 
 _T_OUT = "time_out"
 _T_IN = "time_in"
-
-SliceOrder = Literal["ascending", "descending", "interleaved", "interleaved_siemens"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -306,25 +306,6 @@ def detrend(bold: xr.DataArray, order: int = 1, *, mask: xr.DataArray | None = N
     return _apply_time_matrix(bold, _matrix_da(matrix), mask=_as_mask(mask, bold, "detrend"))
 
 
-def _named_slice_times(order: str, n_slices: int, tr: float) -> np.ndarray:
-    if order == "ascending":
-        seq = np.arange(n_slices)
-    elif order == "descending":
-        seq = np.arange(n_slices)[::-1]
-    elif order == "interleaved" or (order == "interleaved_siemens" and n_slices % 2 == 1):
-        seq = np.concatenate([np.arange(0, n_slices, 2), np.arange(1, n_slices, 2)])
-    elif order == "interleaved_siemens":
-        seq = np.concatenate([np.arange(1, n_slices, 2), np.arange(0, n_slices, 2)])
-    else:
-        raise ValueError(
-            "slice_timing: order must be 'ascending', 'descending', 'interleaved' or "
-            f"'interleaved_siemens', got {order!r}"
-        )
-    times = np.empty(n_slices)
-    times[seq] = np.arange(n_slices) * tr / n_slices
-    return times
-
-
 @record_history
 def slice_timing(
     bold: xr.DataArray,
@@ -387,7 +368,7 @@ def slice_timing(
     if (slice_times is None) == (order is None):
         raise ValueError("slice_timing: give exactly one of slice_times (s, per slice) or order (a named order)")
     if slice_times is None:
-        times = _named_slice_times(order, n_slices, tr)
+        times = slices.slice_times(order, n_slices, tr, func="slice_timing")
     else:
         times = np.asarray(slice_times, dtype=float).ravel()
         if times.size != n_slices:
@@ -409,7 +390,7 @@ def slice_timing(
             raise ValueError(f"slice_timing: ref must be in [0, TR = {tr:g}) s, got {ref_time}")
     shifts = xr.DataArray((ref_time - times) / tr, dims=(slice_axis,))
     out = xr.apply_ufunc(
-        K.slice_shift,
+        fourier_shift,
         bold,
         shifts,
         input_core_dims=[[TIME], []],
