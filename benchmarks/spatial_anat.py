@@ -18,27 +18,14 @@ import tracemalloc
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from brainarr._core.rigid import rigid_matrix
 from brainarr.datasets import study_grid
 from brainarr.spatial import coregister, normalise, segment
 from brainarr.spatial._templates import mni_template, tissue_priors
-
-
-def world(affine, shape):
-    idx = np.indices(shape).reshape(3, -1)
-    return (affine[:3, :3] @ idx + affine[:3, 3:4]).T
-
-
-def sample(volume, affine, points):
-    vox = np.linalg.solve(affine, np.c_[points, np.ones(len(points))].T)[:3]
-    return ndimage.map_coordinates(volume, vox, order=1, cval=0.0)
-
-
-def dice(a, b):
-    return float(2.0 * np.sum(a & b) / (a.sum() + b.sum()))
-
+from brainarr.testing import dice, epi_like
+from brainarr.testing import sample_linear as sample
+from brainarr.testing import voxel_centres as world
 
 MATRIX = rigid_matrix([5.0, -4.0, 3.0, 0.08, -0.05, 0.1])
 MATRIX[:3, :3] *= 1.05
@@ -82,14 +69,7 @@ def main():
 
     # coregistration: EPI-like contrast, oblique grid, known rigid offset; fixed = the 1 mm T1 in MNI space
     pri = tissue_priors(2.0)
-    src = (0.55 * pri.gm + 0.3 * pri.wm + 1.0 * pri.csf + 0.05 * pri.background).values
-    src = src * (pri.background.values < 0.95)
-    tilt = rigid_matrix([0.0, 0.0, 0.0, 0.2, 0.05, -0.1])
-    grid = tilt @ np.diag([3.4, 3.4, 3.2, 1.0])
-    grid[:3, 3] = tilt[:3, :3] @ np.array([-95.0, -125.0, -62.0])
-    shape = (57, 67, 55)
-    epi = sample(src, np.asarray(pri.attrs["affine"]), world(grid, shape)).reshape(shape)
-    epi += 0.02 * np.random.default_rng(3).standard_normal(shape)
+    epi, grid = epi_like()
     truth = rigid_matrix([-10.0, 4.0, -7.0, -0.17, 0.08, -0.05])
     moving = xr.DataArray(epi.astype(np.float32), dims=("x", "y", "z"), attrs={"affine": (truth @ grid).tolist()})
     reg = measure("coregister (EPI -> 1 mm T1)", coregister, moving, t1_mni)

@@ -775,7 +775,7 @@ def read_spm_motion(path: str | os.PathLike, *, tr: float | None = None) -> xr.D
     )
 
 
-def read_phenotypes(phenotypes: pd.DataFrame | PathLike) -> pd.DataFrame:
+def read_phenotypes(phenotypes: pd.DataFrame | PathLike, *, subjects: Sequence[str] | None = None) -> pd.DataFrame:
     """Read a phenotype table indexed by subject id.
 
     Parameters
@@ -784,6 +784,9 @@ def read_phenotypes(phenotypes: pd.DataFrame | PathLike) -> pd.DataFrame:
         A DataFrame indexed by subject id, or a BIDS ``participants.tsv`` (``.tsv``/``.txt``:
         tab-separated) / a CSV (any other name: comma-separated) whose ``participant_id`` (or
         first) column holds the ids.
+    subjects : sequence of str, optional
+        Subjects that must each have a row (a :class:`MissingMetadataError` names those that
+        do not).
 
     Returns
     -------
@@ -852,12 +855,17 @@ def read_phenotypes(phenotypes: pd.DataFrame | PathLike) -> pd.DataFrame:
     _check_unique_names(names, source)
     for name in names:
         _check_column_name(name, source)
-    subjects = _phenotype_ids(ids, source)
+    ids = _phenotype_ids(ids, source)
     data = {
-        name: _phenotype_column(name, column, subjects, source, from_file)
+        name: _phenotype_column(name, column, ids, source, from_file)
         for name, column in zip(names, columns, strict=True)
     }
-    table = pd.DataFrame(data, index=pd.Index(subjects, dtype=object, name=index_name))
+    table = pd.DataFrame(data, index=pd.Index(ids, dtype=object, name=index_name))
+    missing = [str(s) for s in (subjects or []) if str(s) not in table.index]
+    if missing:
+        raise MissingMetadataError(
+            f"phenotypes have no row for subject(s) {missing} in {source}; add rows for them or drop the subjects"
+        )
     return table
 
 
@@ -1287,13 +1295,7 @@ def ingest(
     table, participants = _sources_table(sources)
     if phenotypes is None and participants is not None:
         phenotypes = participants
-    pheno = read_phenotypes(phenotypes) if phenotypes is not None else None
-    if pheno is not None:
-        missing = [s for s in table.index if s not in pheno.index]
-        if missing:
-            raise MissingMetadataError(
-                f"phenotypes have no row for subject(s) {missing}; add them to the table or drop them from sources"
-            )
+    pheno = read_phenotypes(phenotypes, subjects=list(table.index)) if phenotypes is not None else None
 
     images = {}
     for subject, row in table.iterrows():

@@ -126,3 +126,23 @@ def test_every_command_has_help(command, capsys):
     assert sub.description and len(sub.description) > 30  # says what the command does
     undocumented = [a.dest for a in sub._actions if a.help is None]
     assert not undocumented, f"options without help text: {undocumented}"
+
+
+def test_ingest_raw_needs_one_folder_and_plain_ingest_points_to_it(tmp_path, capsys):
+    from brainarr.datasets import simulate_raw
+
+    assert main(["ingest", "--raw", "a.nii.gz", "b.nii.gz", str(tmp_path / "s.zarr")]) == 1
+    assert "ingest --raw takes one folder" in capsys.readouterr().err
+    root = tmp_path / "bids"
+    simulate_raw(root, n_patients=1, n_controls=1, n_volumes=8, t1_voxel_size=4.0, seed=1, n_movers=0)
+    assert main(["ingest", str(root), str(tmp_path / "t.zarr")]) == 1
+    err = capsys.readouterr().err
+    assert "raw scanner data" in err and "brainarr ingest --raw" in err
+    assert not (tmp_path / "t.zarr").exists()
+
+
+def test_demo_from_raw_is_documented(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "--from-raw" in out and "BIDS" in out

@@ -272,3 +272,138 @@ def test_worker_killed_mid_subject_recomputes_it(raw, chain, tmp_path):
     np.testing.assert_allclose(cohort["bold"].isel(subject=0).values, expected["bold"].values, rtol=1e-4, atol=1e-2)
     np.testing.assert_allclose(cohort["confounds"].isel(subject=0).values, expected["motion"].values, atol=1e-5)
     np.testing.assert_allclose(cohort["gm"].isel(subject=0).values, expected["gm"].values, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- bad raw inputs, store unchanged
+
+
+def _bad_copy(raw, tmp, change):
+    root = tmp / "bids"
+    if not root.exists():
+        shutil.copytree(raw["root"], root)
+        change(root)
+    return root
+
+
+def _edit_image(path, edit):
+    import nibabel as nib
+
+    img = nib.load(path)
+    data, affine = edit(np.asarray(img.dataobj), img.affine.copy())
+    header = img.header.copy()
+    header.set_data_dtype(data.dtype)
+    out = nib.Nifti1Image(data, affine, header)
+    nib.save(out, path)
+
+
+def _bad_raw_cases(raw):
+    from brainarr.exceptions import DataValidationError, DimensionError
+
+    sub = "sub-002"
+
+    def t1(root):
+        return root / sub / "anat" / f"{sub}_T1w.nii.gz"
+
+    def bold(root):
+        return root / sub / "func" / f"{sub}_task-rest_bold.nii.gz"
+
+    def sidecar(root):
+        return root / sub / "func" / f"{sub}_task-rest_bold.json"
+
+    def set_sidecar(key, value):
+        def change(root):
+            import json
+
+            meta = json.loads(sidecar(root).read_text())
+            meta[key] = value
+            sidecar(root).write_text(json.dumps(meta))
+
+        return change
+
+    def slab_t1(root):  # a T1 of another field of view: the top fifth of the head only
+        def top(d, a):
+            start = d.shape[2] * 4 // 5
+            a = a.copy()
+            a[:3, 3] += a[:3, 2] * start
+            return np.ascontiguousarray(d[:, :, start:]), a
+
+        _edit_image(t1(root), top)
+
+    def nan_bold(root):
+        nan = np.arange(64)[:, None, None, None] < 3
+        _edit_image(bold(root), lambda d, a: (np.where(nan, np.nan, d).astype(np.float32), a))
+
+    def truncate_bold(root):
+        data = bold(root).read_bytes()
+        bold(root).write_bytes(data[: len(data) // 2])
+
+    cases = {
+        "no_t1": (lambda root: t1(root).unlink(), InputFileError, (sub, "T1")),
+        "bold_3d": (lambda root: _edit_image(bold(root), lambda d, a: (d[..., 0], a)), DimensionError, (sub, "bold")),
+        "sidecar_tr": (set_sidecar("RepetitionTime", 2.5), DataValidationError, (sub, "RepetitionTime", r"\.json")),
+        "slice_times": (set_sidecar("SliceTiming", [0.0, 1.0]), DataValidationError, (sub, "SliceTiming|slice")),
+        "fewer_volumes": (
+            lambda root: _edit_image(bold(root), lambda d, a: (d[..., :20], a)),
+            GridMismatchError,
+            (sub, "20 volumes"),
+        ),
+        "t1_4d": (
+            lambda root: _edit_image(t1(root), lambda d, a: (np.stack([d, d], -1), a)),
+            DimensionError,
+            (sub, "T1w", "3-D"),
+        ),
+        "no_phenotype_row": (
+            lambda root: (root / "participants.tsv").write_text(
+                "\n".join(line for line in (root / "participants.tsv").read_text().splitlines() if sub not in line)
+            ),
+            MissingMetadataError,
+            (sub,),
+        ),
+        "t1_slab": (slab_t1, DataValidationError, (sub, "T1w", "covers only")),
+        "nan_bold": (nan_bold, DataValidationError, (sub, "bold", "NaN")),
+        "truncated_bold": (truncate_bold, OSError, (sub, "bold")),
+    }
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_t1", "bold_3d", "sidecar_tr", "slice_times", "fewer_volumes", "t1_4d", "no_phenotype_row",
+        "t1_slab", "nan_bold", "truncated_bold",
+    ],
+)  # fmt: skip
+def test_bad_raw_inputs_name_subject_and_file_and_leave_the_store(raw, tmp_path, monkeypatch, case):
+    from brainarr.testing import BadInput, check_bad_input
+
+    change, error, names = _bad_raw_cases(raw)[case]
+    original = _ingest._chain
+    monkeypatch.setattr(_ingest, "_chain", lambda *a, **k: original(*a, **k) if a[0] == "sub-002" else _fake_chain(*a))
+    store = tmp_path / "study.zarr"
+    first = ba.raw.find_bids_raw(raw["root"]).loc[["sub-001"]]
+    ba.raw.ingest(first, store, phenotypes=raw["participants"], grid=GRID, preprocess_options=FAST)  # committed
+
+    def call(tmp):
+        return ba.raw.ingest(_bad_copy(raw, tmp, change), store, grid=GRID, preprocess_options=FAST)
+
+    check_bad_input(BadInput(call, error, names, store=lambda tmp: store), tmp_path)
+    assert list(ba.open_cohort(store).subject.values) == ["sub-001"]
+
+
+def test_coarsen_averages_blocks_and_keeps_world_positions(rng):
+    from brainarr.spatial import _preprocess
+
+    affine = np.array([[0.9, 0.1, 0, -80], [-0.1, 0.95, 0.05, -100], [0, -0.05, 1.1, -60], [0, 0, 0, 1]])
+    data = rng.random((9, 8, 7)).astype(np.float32)
+    img = xr.DataArray(data, dims=("x", "y", "z"), attrs={"affine": affine.tolist(), "source": "t1.nii"})
+    out = _preprocess.coarsen(img, 2.0)
+    assert out.shape == (4, 4, 3)
+    for i, j, k in [(0, 0, 0), (3, 2, 1), (1, 3, 2)]:
+        block = data[2 * i : 2 * i + 2, 2 * j : 2 * j + 2, 2 * k : 2 * k + 2]
+        assert out.values[i, j, k] == pytest.approx(block.mean(), rel=1e-6)
+        centres = [
+            affine @ [a, b, c, 1] for a in (2 * i, 2 * i + 1) for b in (2 * j, 2 * j + 1) for c in (2 * k, 2 * k + 1)
+        ]
+        np.testing.assert_allclose(np.asarray(out.attrs["affine"]) @ [i, j, k, 1], np.mean(centres, axis=0), atol=1e-12)
+    assert out.attrs["source"] == "t1.nii"
+    assert _preprocess.coarsen(img, 1.2) is img  # factors of 1: unchanged

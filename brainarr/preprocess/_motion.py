@@ -15,6 +15,9 @@ from brainarr.preprocess._confounds import _motion_da
 
 __all__ = ["framewise_displacement", "motion_qc"]
 
+#: The variables :func:`motion_qc` returns (coordinates of a cohort once assigned).
+QC_VARIABLES = ("mean_fd", "max_translation", "max_rotation", "excluded")
+
 _TRANS = list(MOTION_PARAMS[:3])
 _ROT = list(MOTION_PARAMS[3:])
 
@@ -167,6 +170,8 @@ def motion_qc(
     """
     base = _motion_da(motion, "motion_qc").astype(np.float64)
     base = base.drop_vars([c for c in base.coords if c not in base.dims and CONFOUND in base[c].dims])
+    # QC values recorded earlier (a raw ingest stores them) are recomputed here, never merged with
+    base = base.drop_vars([c for c in QC_VARIABLES if c in base.coords])
     fd = framewise_displacement.__wrapped__(base, radius=radius)
     max_t = abs(base.sel({CONFOUND: _TRANS})).max([TIME, CONFOUND])
     max_r = np.degrees(abs(base.sel({CONFOUND: _ROT})).max([TIME, CONFOUND]))

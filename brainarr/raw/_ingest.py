@@ -30,6 +30,7 @@ from brainarr.exceptions import (
     MissingMetadataError,
     ObliqueAffineWarning,
 )
+from brainarr.preprocess._motion import QC_VARIABLES
 from brainarr.raw._discover import RAW_COLUMNS, find_bids_raw, find_dpabi_raw
 
 __all__ = ["QC_NAMES", "TISSUES", "ingest"]
@@ -40,7 +41,7 @@ logger = logging.getLogger("brainarr")
 TISSUES = ("gm", "wm", "csf")
 
 #: Motion QC values :func:`ingest` records per subject (coordinates on ``subject``).
-QC_NAMES = ("mean_fd", "max_translation", "max_rotation", "excluded")
+QC_NAMES = QC_VARIABLES
 
 PathLike = str | os.PathLike
 
@@ -317,13 +318,7 @@ def ingest(
         raise InputFileError(f"raw ingest: no subject found in {sources}")
     if phenotypes is None:
         phenotypes = table.attrs.get("participants")
-    pheno = read_phenotypes(phenotypes) if phenotypes is not None else None
-    if pheno is not None:
-        missing = [s for s in table.index if s not in pheno.index]
-        if missing:
-            raise MissingMetadataError(
-                f"phenotypes have no row for subject(s) {missing}; add rows for them or drop them from the sources"
-            )
+    pheno = read_phenotypes(phenotypes, subjects=[str(s) for s in table.index]) if phenotypes is not None else None
     n_time, tr = _check_cohort(table)
     grid = study_grid(3.0) if grid is None else grid
     shape = tuple(int(grid.sizes[d]) for d in SPATIAL)

@@ -208,7 +208,8 @@ def coregister(
 
 def _check_overlap(fix, fix_aff, mov, mov_aff, start) -> None:
     """Raise :class:`DataValidationError` when the images do not overlap at the start."""
-    pts = grid_points(fix_aff, fix.shape).reshape(-1, 3)[:: max(1, fix.size // 4096)]
+    step = max(1, int(np.ceil((fix.size / 4096) ** (1 / 3))))  # a sub-grid: a flat stride could alias to one slice
+    pts = grid_points(fix_aff, fix.shape)[::step, ::step, ::step].reshape(-1, 3)
     moved = (rigid_matrix(start) @ np.c_[pts, np.ones(len(pts))].T)[:3].T
     ones = np.ones(len(moved))
     vox = (np.linalg.inv(mov_aff) @ np.c_[moved, ones].T)[:3]

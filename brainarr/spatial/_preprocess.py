@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
 from brainarr._core.attrs import history_entry
+from brainarr._core.chunks import spatial_chunks
 from brainarr._core.dims import SPATIAL, TIME
 from brainarr._core.slices import SliceOrder
 from brainarr._core.validation import check_dims, get_affine
 from brainarr.exceptions import DataValidationError, DimensionError
 
-__all__ = ["preprocess"]
+__all__ = ["coarsen", "preprocess"]
 
 #: World-to-world and voxel matrices are stored with these two dims.
 _ROW, _COL = "row", "col"
@@ -44,6 +46,60 @@ def _name(obj: Any) -> str:
     return repr(attrs.get("source") or getattr(obj, "name", None) or "image")
 
 
+#: Volumes per task of the final resampling.
+_VOLUME_BLOCK = 16
+
+#: Least fraction of the EPI's head that the T1 must cover once coregistered.
+MIN_T1_COVERAGE = 0.8
+
+
+def _check_coverage(mean: xr.DataArray, t1: xr.DataArray, coreg_matrix: np.ndarray) -> None:
+    """Refuse a T1 that does not cover the head seen by the EPI (another field of view, a slab).
+
+    The head is the mean EPI above an eighth of its mean (SPM's "global" mask); its voxel
+    centres are carried into the T1 through the coregistration and must fall inside the T1's
+    box for at least :data:`MIN_T1_COVERAGE` of them.
+    """
+    values = np.asarray(mean.values, np.float64)
+    head = values > values[values > 0].mean() / 8 if np.any(values > 0) else values > 0
+    ijk = np.argwhere(head)
+    if not len(ijk):
+        raise DataValidationError(f"preprocess: the mean EPI of {_name(mean)} is empty")
+    world = _apply(_affine(mean), ijk.astype(np.float64))
+    in_t1 = _apply(np.linalg.inv(_affine(t1)) @ np.linalg.inv(coreg_matrix), world)
+    shape = np.array([t1.sizes[d] for d in SPATIAL])
+    covered = float(np.mean(np.all((in_t1 >= -0.5) & (in_t1 <= shape - 0.5), axis=1)))
+    if covered < MIN_T1_COVERAGE:
+        raise DataValidationError(
+            f"preprocess: T1 {_name(t1)} covers only {100 * covered:.0f}% of the head seen by the EPI "
+            f"{_name(mean)} after coregistration (at least {100 * MIN_T1_COVERAGE:.0f}% needed): is it this "
+            "subject's whole-head T1?"
+        )
+
+
+def coarsen(img: xr.DataArray, voxel: float) -> xr.DataArray:
+    """An image averaged over blocks of voxels so that its voxels are at most about ``voxel`` mm.
+
+    Each axis is coarsened by the integer factor ``round(voxel / size)`` (1 keeps it); the mean
+    of each block is the partial-volume value of the larger voxel, and the affine moves the
+    voxel centres to the blocks' centres. Trailing voxels that do not fill a block are dropped.
+    """
+    affine = _affine(img)
+    sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    factors = [max(1, round(voxel / s)) for s in sizes]
+    if factors == [1, 1, 1]:
+        return img
+    data = np.asarray(img.transpose(*SPATIAL).values, np.float32)
+    shape = [n // f for n, f in zip(data.shape, factors, strict=True)]
+    data = data[: shape[0] * factors[0], : shape[1] * factors[1], : shape[2] * factors[2]]
+    blocks = data.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2])
+    scale = np.diag([*factors, 1.0])
+    scale[:3, 3] = (np.asarray(factors) - 1) / 2.0
+    out = xr.DataArray(blocks.mean(axis=(1, 3, 5)), dims=SPATIAL, name=img.name)
+    out.attrs = {**img.attrs, "affine": (affine @ scale).tolist()}
+    return out
+
+
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """A 4 x 4 matrix applied to points ``(..., 3)``."""
     return points @ matrix[:3, :3].T + matrix[:3, 3]
@@ -53,12 +109,22 @@ def _slice_timed(bold: xr.DataArray, slice_timing: Any, slice_axis: str, ref: An
     """``bold`` corrected for slice acquisition times (a named order or times in s), or as it is."""
     from brainarr.preprocess import slice_timing as correct
 
+    in_memory = not isinstance(bold.data, da.Array)
     if slice_timing is None:
-        return bold
-    bold = bold.chunk({TIME: -1})
+        return bold.chunk({TIME: _VOLUME_BLOCK, **{d: -1 for d in SPATIAL}}) if in_memory else bold
+    # blocks of ~32 MiB: the Fourier shift's complex intermediates stay small
+    shape = tuple(int(bold.sizes[d]) for d in SPATIAL)
+    bold = bold.chunk({TIME: -1, **spatial_chunks(shape, bytes_per_voxel=4 * bold.sizes[TIME], target_mib=32)})
     if isinstance(slice_timing, str):
-        return correct(bold, order=slice_timing, slice_axis=slice_axis, ref=ref)
-    return correct(bold, np.asarray(slice_timing, float), slice_axis=slice_axis, ref=ref)
+        timed = correct(bold, order=slice_timing, slice_axis=slice_axis, ref=ref)
+    else:
+        timed = correct(bold, np.asarray(slice_timing, float), slice_axis=slice_axis, ref=ref)
+    if not in_memory:
+        return timed
+    # a series already in memory is corrected once, not again by each step that reads it; it
+    # goes on as blocks of volumes, so that the resampling stays lazy (one task per block)
+    timed = timed.compute()
+    return timed.chunk({TIME: _VOLUME_BLOCK, **{d: -1 for d in SPATIAL}})
 
 
 def _matrix_da(matrix: np.ndarray, name: str, long_name: str) -> xr.DataArray:
@@ -79,6 +145,7 @@ def preprocess(
     slice_ref: float | Literal["first", "middle"] = "middle",
     grid: xr.DataArray | None = None,
     order: int = 4,
+    t1_voxel_size: float | None = 2.0,
     realign_options: Mapping[str, Any] | None = None,
     coregister_options: Mapping[str, Any] | None = None,
     normalise_options: Mapping[str, Any] | None = None,
@@ -118,6 +185,11 @@ def preprocess(
         (:func:`brainarr.datasets.study_grid`, 61 x 73 x 61).
     order : int, default 4
         B-spline degree of the BOLD resampling (SPM's reslice default, 4th degree).
+    t1_voxel_size : float or None, default 2.0
+        The anatomical steps (coregistration, normalisation, segmentation) work on the T1
+        averaged over blocks of voxels up to this size in mm (:func:`coarsen`: a 1 mm T1 becomes
+        2 mm), which keeps one subject under 2 GiB and its outputs are on a coarser grid anyway;
+        None uses the T1 as it is.
     realign_options, coregister_options, normalise_options : mapping, optional
         Keyword arguments of :func:`realign`, :func:`coregister` and :func:`normalise`.
 
@@ -154,15 +226,18 @@ def preprocess(
     grid_affine = get_affine(grid, func="preprocess")
     grid_shape = tuple(int(grid.sizes[d]) for d in SPATIAL)
 
+    if t1_voxel_size is not None:
+        t1 = coarsen(t1, float(t1_voxel_size))
     timed = _slice_timed(bold, slice_timing, slice_axis, slice_ref)
     realignment = realign(timed, **dict(realign_options or {}))
     mean = realignment["mean"]
     coreg = coregister(mean, t1, **dict(coregister_options or {}))
+    coreg_matrix = np.asarray(coreg["matrix"].values, np.float64)
+    _check_coverage(mean.assign_attrs(source=bold.attrs.get("source", "")), t1, coreg_matrix)
     normalisation = normalise(t1, **dict(normalise_options or {}))
     tissues = segment(t1, normalisation=normalisation)
 
     points_t1 = deformation_at(normalisation, grid_points(grid_affine, grid_shape))
-    coreg_matrix = np.asarray(coreg["matrix"].values, np.float64)
     points_epi = _apply(coreg_matrix, points_t1)
     # volume t's aligned voxel-to-world is R_t M_1: sample its data at M_1^-1 R_t^-1 p
     per_volume = _affine(bold) @ np.linalg.inv(np.asarray(realignment["matrices"].values, np.float64))
@@ -212,7 +287,13 @@ def preprocess(
             "t1_source": t1.attrs.get("source", ""),
             "history": history_entry(
                 "brainarr.spatial.preprocess",
-                {"slice_timing": slice_timing, "slice_axis": slice_axis, "slice_ref": slice_ref, "order": order},
+                {
+                    "slice_timing": slice_timing,
+                    "slice_axis": slice_axis,
+                    "slice_ref": slice_ref,
+                    "order": order,
+                    "t1_voxel_size": t1_voxel_size,
+                },
             ),
         }
     )

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import xarray as xr
 from nibabel.testing import data_path
-from scipy import ndimage
 
 from brainarr._core.confounds import MOTION_PARAMS
 from brainarr._core.rigid import rigid_matrix
 from brainarr.exceptions import DataValidationError, DimensionError, MissingMetadataError
 from brainarr.spatial import coregister
-from brainarr.spatial._templates import mni_template, tissue_priors
+from brainarr.spatial._templates import mni_template
+from brainarr.testing import epi_like as _epi_like
+from brainarr.testing import sample_linear as _sample
+from brainarr.testing import voxel_centres as _world
 
 pytestmark = pytest.mark.filterwarnings("ignore::brainarr.exceptions.ObliqueAffineWarning")
 
@@ -24,17 +26,6 @@ def _image(data: np.ndarray, affine: np.ndarray) -> xr.DataArray:
     da = xr.DataArray(np.asarray(data, np.float32), dims=("x", "y", "z"))
     da.attrs["affine"] = np.asarray(affine, float).tolist()
     return da
-
-
-def _sample(volume, affine, points):
-    """Trilinear values of ``volume`` at world points (n, 3), independent of the library helper."""
-    vox = np.linalg.solve(affine, np.c_[points, np.ones(len(points))].T)[:3]
-    return ndimage.map_coordinates(volume, vox, order=1, cval=0.0)
-
-
-def _world(affine, shape):
-    idx = np.indices(shape).reshape(3, -1)
-    return (affine[:3, :3] @ idx + affine[:3, 3:4]).T
 
 
 def _rms(estimated: np.ndarray, truth: np.ndarray, points: np.ndarray) -> float:
@@ -51,16 +42,7 @@ def t1_2mm():
 @pytest.fixture(scope="module")
 def epi_like():
     """EPI-like contrast synthesised from the tissue maps (CSF bright, WM dark), oblique 3.4 x 3.4 x 3.2 mm."""
-    priors = tissue_priors(2.0)
-    src = (0.55 * priors.gm + 0.3 * priors.wm + 1.0 * priors.csf + 0.05 * priors.background).values
-    src = src * (priors.background.values < 0.95)
-    tilt = rigid_matrix([0.0, 0.0, 0.0, 0.2, 0.05, -0.1])
-    grid = tilt @ np.diag([3.4, 3.4, 3.2, 1.0])
-    grid[:3, 3] = tilt[:3, :3] @ np.array([-95.0, -125.0, -62.0])
-    shape = (57, 67, 55)
-    vals = _sample(src, np.asarray(priors.attrs["affine"]), _world(grid, shape)).reshape(shape)
-    vals += 0.02 * np.random.default_rng(3).standard_normal(shape)
-    return vals, grid
+    return _epi_like()
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from scipy import ndimage
 
 from brainarr._core.rigid import rigid_matrix
 from brainarr.datasets import study_grid
@@ -13,16 +12,8 @@ from brainarr.exceptions import DataValidationError, DimensionError
 from brainarr.spatial import normalise
 from brainarr.spatial._normalise import deformation_at
 from brainarr.spatial._templates import mni_template
-
-
-def _world(affine, shape):
-    idx = np.indices(shape).reshape(3, -1)
-    return (affine[:3, :3] @ idx + affine[:3, 3:4]).T
-
-
-def _sample(volume, affine, points):
-    vox = np.linalg.solve(affine, np.c_[points, np.ones(len(points))].T)[:3]
-    return ndimage.map_coordinates(volume, vox, order=1, cval=0.0)
+from brainarr.testing import sample_linear as _sample
+from brainarr.testing import voxel_centres as _world
 
 
 class KnownWarp:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from scipy import ndimage
 
 from brainarr._core.rigid import rigid_matrix
 from brainarr.datasets import study_grid
@@ -13,20 +12,9 @@ from brainarr.exceptions import DimensionError
 from brainarr.spatial import _segment, normalise, segment
 from brainarr.spatial._segment import _mrf_cleanup
 from brainarr.spatial._templates import mni_template, tissue_priors
-
-
-def _world(affine, shape):
-    idx = np.indices(shape).reshape(3, -1)
-    return (affine[:3, :3] @ idx + affine[:3, 3:4]).T
-
-
-def _sample(volume, affine, points):
-    vox = np.linalg.solve(affine, np.c_[points, np.ones(len(points))].T)[:3]
-    return ndimage.map_coordinates(volume, vox, order=1, cval=0.0)
-
-
-def _dice(a, b):
-    return 2.0 * np.sum(a & b) / (a.sum() + b.sum())
+from brainarr.testing import dice as _dice
+from brainarr.testing import sample_linear as _sample
+from brainarr.testing import voxel_centres as _world
 
 
 def _identity_normalisation(template: xr.DataArray) -> xr.Dataset:
