@@ -301,8 +301,9 @@ def simulate_raw(
     Parameters
     ----------
     root : path
-        Folder to write the dataset into (created; existing files of the same names are
-        overwritten).
+        Folder to write the dataset into: new, empty, or an earlier ``simulate_raw`` dataset
+        (whose files of the same names are replaced). A file or any other non-empty folder is
+        refused (:class:`FileExistsError`) before anything is written.
     n_patients, n_controls : int, default 31, 32
         Group sizes, as :func:`brainarr.datasets.simulate_cohort`.
     seed : int, default 0
@@ -394,6 +395,7 @@ def simulate_raw(
         n_movers=n_movers,
     )
     root = Path(root)
+    _check_root(root)
     root.mkdir(parents=True, exist_ok=True)
     slice_times = slices.slice_times("interleaved", EPI_SHAPE[2], float(tr))
     coarse_affine = np.asarray(cohort.attrs["affine"], float)
@@ -459,6 +461,24 @@ def _participants(cohort: Any) -> Any:
         index=pd.Index(cohort.subject.values.tolist(), name="participant_id"),
     )
     return table
+
+
+def _check_root(root: Path) -> None:
+    """Refuse to write into a file or a non-empty folder that is not an earlier simulation."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"simulate_raw: {root} is a file; give a folder to write the BIDS dataset into")
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    try:
+        generated = json.loads((root / "dataset_description.json").read_text(encoding="utf-8"))["GeneratedBy"]
+        ours = any(g.get("Name") == "brainarr.datasets.simulate_raw" for g in generated)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ours = False
+    if not ours:
+        raise FileExistsError(
+            f"simulate_raw: {root} is a non-empty folder that brainarr did not write; nothing was changed "
+            "(give a new or empty folder)"
+        )
 
 
 def _write_description(root: Path, participants: Any, tr: float) -> None:

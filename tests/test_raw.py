@@ -278,7 +278,7 @@ def test_bad_bids_inputs(name, tmp_path):
 
 def _write_series(folder: Path, *, series_number=1, n_slices=4, n_volumes=3, skip=()):
     """A small synthetic 2-D MR DICOM series (8 x 8 pixels, ``n_slices`` x ``n_volumes`` files)."""
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -332,7 +332,8 @@ class TestDicomToNifti:
         times = slice_timing_from(meta, img.shape[2], meta["RepetitionTime"])
         assert times.shape == (48,)
         # independent reference: the mosaic's pixels read with pydicom hold every voxel of volume 0
-        pydicom = pytest.importorskip("pydicom")
+        import pydicom
+
         mosaic = pydicom.dcmread(NIBABEL_DATA / "0.dcm").pixel_array
         values, counts = np.unique(np.asarray(img.dataobj)[..., 0], return_counts=True)
         ref_values, ref_counts = np.unique(mosaic, return_counts=True)
@@ -350,6 +351,22 @@ class TestDicomToNifti:
         for t in range(3):
             for s in range(4):
                 assert sorted(data[:, :, s, t].ravel()) == list(range(100 * s + 7 * t, 100 * s + 7 * t + 64))
+
+    def test_never_overwrites_and_leaves_nothing_when_refused(self, tmp_path):
+        from brainarr.testing import snapshot
+
+        _write_series(tmp_path / "ok")
+        out = tmp_path / "out"
+        first = dicom_to_nifti(tmp_path / "ok", out)
+        first[0].write_bytes(b"the user's edited image")
+        before = snapshot(out)
+        with pytest.raises(InputFileError, match="already exist"):
+            dicom_to_nifti(tmp_path / "ok", out)
+        assert snapshot(out) == before  # nothing replaced, no temporary folder left
+        _write_series(tmp_path / "gap", skip=(6,))
+        with pytest.raises(InputFileError, match="incomplete"):
+            dicom_to_nifti(tmp_path / "gap", out)
+        assert snapshot(out) == before
 
 
 def _bad_dicom_cases() -> dict[str, BadInput]:

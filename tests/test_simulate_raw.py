@@ -12,6 +12,7 @@ from scipy import ndimage
 import brainarr as ba
 from brainarr._core.rigid import rigid_matrix
 from brainarr._simulate_raw import EPI_SHAPE, EPI_VOXEL
+from brainarr.datasets import simulate_raw
 from brainarr.io import read_phenotypes
 from brainarr.raw import find_bids_raw
 
@@ -168,3 +169,24 @@ def test_same_seed_same_files_and_phenotypes(raw, tmp_path):
     np.testing.assert_array_equal(table["vas"].to_numpy(float), cohort.vas.values)
     assert raw["planted"] == cohort.attrs["planted"]
     np.testing.assert_array_equal(raw["subjects"]["sub-001"]["motion"], cohort.confounds.isel(subject=0).values)
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path):
+    from brainarr.testing import snapshot
+
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    before = snapshot(user)
+    with pytest.raises(FileExistsError, match="did not write"):
+        simulate_raw(user, n_patients=1, n_controls=1, n_volumes=8, t1_voxel_size=4.0, n_movers=0)
+    assert snapshot(user) == before
+    afile = tmp_path / "data.nii.gz"
+    afile.write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        simulate_raw(afile, n_patients=1, n_controls=1, n_volumes=8, t1_voxel_size=4.0, n_movers=0)
+    assert afile.read_bytes() == b"x"
+    # an earlier simulation may be written again
+    root = tmp_path / "sim"
+    simulate_raw(root, n_patients=1, n_controls=1, n_volumes=8, t1_voxel_size=4.0, n_movers=0)
+    simulate_raw(root, n_patients=1, n_controls=1, n_volumes=8, t1_voxel_size=4.0, n_movers=0)

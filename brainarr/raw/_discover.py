@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -496,7 +497,9 @@ def dicom_to_nifti(folder: PathLike, out_dir: PathLike) -> list[Path]:
         A folder holding the DICOM files of one series (one acquisition: a BOLD run or a T1).
     out_dir : path
         Folder to write into (created if needed). Files are named after the protocol and series
-        number (``<protocol>_<series>.nii.gz``); existing files of that name are overwritten.
+        number (``<protocol>_<series>.nii.gz``); a file of that name already there is never
+        overwritten (an error names it). The conversion runs in a temporary folder inside
+        ``out_dir``, removed afterwards, so a refused series leaves nothing behind.
 
     Returns
     -------
@@ -535,6 +538,27 @@ def dicom_to_nifti(folder: PathLike, out_dir: PathLike) -> list[Path]:
     if not any(p.is_file() for p in folder.rglob("*")):
         raise InputFileError(f"DICOM folder {folder} is empty; expected the DICOM files of one series")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # convert into a folder of our own: a failed or refused conversion removes only what it wrote,
+    # and no file already in out_dir is ever overwritten
+    work = Path(tempfile.mkdtemp(prefix=".dcm2niix-", dir=out_dir))
+    try:
+        written = _convert(folder, work)
+        targets = [out_dir / p.name for p in written]
+        clash = [str(t) for t in targets if t.exists()]
+        if clash:
+            raise InputFileError(
+                f"converting {folder}: {clash} already exist; brainarr does not overwrite them (move them away, or "
+                "convert into an empty folder)"
+            )
+        for source, target in zip(written, targets, strict=True):
+            source.replace(target)
+        return targets
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _convert(folder: Path, out_dir: Path) -> list[Path]:
+    """Run dcm2niix on one series into the (empty, private) ``out_dir``; the files it wrote, checked."""
     command = [_dcm2niix(), "-b", "y", "-ba", "y", "-z", "y", "-w", "1", "-f", "%p_%s", "-o", str(out_dir), str(folder)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_DICOM_TIMEOUT, check=False)
@@ -549,13 +573,11 @@ def dicom_to_nifti(folder: PathLike, out_dir: PathLike) -> list[Path]:
     converted = re.findall(r"^Convert \d+ DICOM as (.+?) \(([\dx]+)\)\s*$", done.stdout, flags=re.MULTILINE)
     if any(word in lower for word in _INCOMPLETE):
         warnings = "; ".join(line.strip() for line in log.splitlines() if any(w in line.lower() for w in _INCOMPLETE))
-        _remove_outputs(converted)
         raise InputFileError(
             f"DICOM series in {folder} is incomplete ({warnings}); copy the missing files from the scanner "
             "or the archive again"
         )
     if len(converted) > 1:
-        _remove_outputs(converted)
         series = ", ".join(f"{Path(stem).name} ({dims})" for stem, dims in converted)
         raise InputFileError(
             f"{folder} holds {len(converted)} DICOM series ({series}); put each series in its own folder"
@@ -567,12 +589,6 @@ def dicom_to_nifti(folder: PathLike, out_dir: PathLike) -> list[Path]:
     sidecar = stem.with_name(stem.name + ".json")
     others = sorted(p for p in stem.parent.glob(stem.name + ".*") if p not in (image, sidecar))
     return [p for p in (image, sidecar) if p.exists()] + others
-
-
-def _remove_outputs(converted: Sequence[tuple[str, str]]) -> None:
-    for stem, _ in converted:
-        for path in Path(stem).parent.glob(Path(stem).name + ".*"):
-            path.unlink(missing_ok=True)
 
 
 def _is_dicom(path: Path) -> bool:
