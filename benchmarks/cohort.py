@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """User + system CPU seconds of the calling process so far."""
     import psutil
 
@@ -120,11 +120,11 @@ def run_size(n: int, args, store_dir: Path) -> dict:
     row: dict = {"subjects": n}
     try:
         start = time.perf_counter()
-        cpu0 = _cpu()
+        cpu0 = cpu_seconds()
         sim = simulate_cohort(n // 2, n - n // 2, voxel_size=args.voxel_size, n_volumes=args.n_volumes, seed=args.seed)
         io.ingest(sim, str(store))
         row["simulate+ingest"] = time.perf_counter() - start
-        row["ingest_cpu"] = _cpu() - cpu0
+        row["ingest_cpu"] = cpu_seconds() - cpu0
         row["store_gb"] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e9
         with (
             LocalCluster(
@@ -139,7 +139,7 @@ def run_size(n: int, args, store_dir: Path) -> dict:
         ):
             monitor.poll()
             cpu_start = sum(monitor.cpu.values())
-            main_start = _cpu()
+            main_start = cpu_seconds()
             subject_times = {}
             if args.split_families:
                 # one run per family first: the subject-level cost of each family on its own
@@ -150,7 +150,7 @@ def run_size(n: int, args, store_dir: Path) -> dict:
             result = pipeline.run(config, str(store), client=client, output=out, progress=False)
             monitor.poll()
             row["worker_cpu"] = sum(monitor.cpu.values()) - cpu_start
-            row["main_cpu"] = _cpu() - main_start
+            row["main_cpu"] = cpu_seconds() - main_start
             row["exceeded_msgs"] = _exceeded_messages(client)
         row["restarts"] = monitor.restarts
         row["peak_gib"] = {k: v / 2**30 for k, v in sorted(monitor.peak.items())}

@@ -40,7 +40,7 @@ from brainarr.cli import DEMO_SIZE, demo_config
 from brainarr.cohort import open_cohort
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
-from brainarr.pipeline import _family_of as family_of
+from brainarr.study import family_of
 
 
 def seed_list(text: str) -> list[int]:

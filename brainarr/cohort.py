@@ -4,10 +4,13 @@ Layout of a store (any fsspec URL): one Zarr group written by :func:`xarray.Data
 with ``bold (subject, x, y, z, time)``, optional ``confounds (subject, time, confound)``,
 optional ``mask (x, y, z)``, phenotype coordinates on ``subject``, and derived maps under their
 own names. The group attribute ``brainarr`` records the format version, the grid (affine,
-shape, TR, number of volumes) and the list of *committed* subjects. A subject is committed
-only after all its chunks are written; readers see committed subjects only, and a writer that
-finds extra (uncommitted) rows left by a crash trims them before appending. So a crash at
-any moment leaves the previous consistent cohort.
+shape, TR, number of volumes) and the number of *committed* subjects; their ids and the
+commit markers of the derived maps are arrays in the group ``_commits`` (see
+:mod:`brainarr._core.commits`), so committing a subject costs the same at the ten-thousandth
+subject as at the first. A subject is committed only after all its chunks are written;
+readers see committed subjects only, and a writer that finds extra (uncommitted) rows left
+by a crash trims them before appending. So a crash at any moment leaves the previous
+consistent cohort.
 
 Writers hold the store's lock (:class:`StoreLock`, a small Zarr group ``_writer_lock`` created
 with an exclusive create), so a second ingest or run on the same store fails at once with
@@ -37,6 +40,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from brainarr._core import commits
 from brainarr._core.dims import SPATIAL, SUBJECT, TIME
 from brainarr.exceptions import DataValidationError, GridMismatchError, StoreError, StoreLockedError
 
@@ -46,21 +50,25 @@ __all__ = [
     "StoreLock",
     "check_compatible",
     "open_cohort",
+    "open_group",
     "repair",
     "summary",
+    "upgrade",
 ]
 
 logger = logging.getLogger("brainarr")
 
-#: Version of the store layout written by this brainarr. Readers refuse newer layouts.
-FORMAT_VERSION = 1
+#: Version of the store layout written by this brainarr. Readers refuse newer layouts; format 1
+#: stores (commit lists in the group attribute) are read, and upgraded by the first writer.
+FORMAT_VERSION = 2
 _ATTR = "brainarr"
 #: Name of the lock node inside a store (a Zarr group whose attributes say who writes).
 LOCK_NODE = "_writer_lock"
 _ZARR_V2_KEYS = (".zgroup", ".zarray", ".zattrs", ".zmetadata")
 
 
-def _open_group(store: str | os.PathLike, mode: str, storage_options: Mapping[str, Any] | None):
+def open_group(store: str | os.PathLike, mode: str, storage_options: Mapping[str, Any] | None = None):
+    """The store's root Zarr v3 group (``mode`` ``"r"`` or ``"r+"``), for code that writes the layout."""
     kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
     if storage_options:
         kwargs["storage_options"] = dict(storage_options)
@@ -136,7 +144,7 @@ def _store_state(store, storage_options) -> dict[str, Any] | None:
     if not _check_store_path(store, storage_options):
         return None
     try:
-        group = _open_group(store, "r", storage_options)
+        group = open_group(store, "r", storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
     except Exception as err:  # a store of another format, a permission problem
@@ -358,7 +366,11 @@ def open_cohort(
     kwargs: dict[str, Any] = {"consolidated": False, "zarr_format": 3}
     if storage_options:
         kwargs["storage_options"] = dict(storage_options)
-    committed = list(state.get("subjects", []))
+    group = open_group(store, "r", storage_options)
+    try:
+        committed = commits.committed_subjects(group, state)
+    except ValueError as err:
+        raise StoreError(f"{store}: {err}; run 'brainarr repair {store}'") from err
     ds = _open_committed(store, kwargs, chunks if chunks is not None else {}, len(committed), storage_options)
     if SUBJECT in ds.dims:
         ds = ds.isel({SUBJECT: slice(0, len(committed))})
@@ -369,7 +381,7 @@ def open_cohort(
                 f"interrupted or two wrote at once); run 'brainarr repair {store}' to return to the last "
                 "consistent subject"
             )
-    ds = _hide_uncommitted_derived(ds, state, committed)
+    ds = _hide_uncommitted_derived(ds, state, committed, group)
     ds = _strings_as_objects(ds)
     # phenotype coordinates are tiny: load them so selecting by group never builds a graph
     small = {name: c.load() for name, c in ds.coords.items() if c.dims == (SUBJECT,)}
@@ -385,13 +397,14 @@ def open_cohort(
     return ds
 
 
-def _hide_uncommitted_derived(ds: xr.Dataset, state: Mapping[str, Any], committed: list[str]) -> xr.Dataset:
-    """Set to NaN the rows of derived maps whose subject is not in their commit record.
+def _hide_uncommitted_derived(ds: xr.Dataset, state: Mapping[str, Any], committed: list[str], group) -> xr.Dataset:
+    """Set to NaN the rows of derived maps whose commit marker is missing.
 
-    Derived maps (written by :func:`brainarr.pipeline.run`) are listed in
-    ``state["derived"][name]["subjects"]``; a row written but not yet committed (a crash
-    between the two) must never be read as a result. Variables listed with no stored
-    array, or stored without a record, are dropped.
+    Derived maps (written by :func:`brainarr.pipeline.run`) have a record
+    ``state["derived"][name]`` and a marker per committed row
+    (:func:`brainarr._core.commits.committed_rows`); a row written but not yet committed (a
+    crash between the two) must never be read as a result. Variables stored without a
+    record are dropped.
     """
     derived = state.get("derived", {})
     for name in list(ds.data_vars):
@@ -403,11 +416,10 @@ def _hide_uncommitted_derived(ds: xr.Dataset, state: Mapping[str, Any], committe
             if var.attrs.get("family") is not None:  # a derived map without a commit record
                 ds = ds.drop_vars(name)
             continue
-        done = set(record.get("subjects", []))
-        if done >= set(committed):
+        done = commits.committed_rows(group, dict(state), name, committed)
+        if done.all():
             continue
-        keep = xr.DataArray(np.isin(np.asarray(committed, dtype=object), list(done)), dims=(SUBJECT,))
-        ds[name] = var.where(keep)
+        ds[name] = var.where(xr.DataArray(done, dims=(SUBJECT,)))
     return ds
 
 
@@ -419,7 +431,7 @@ def _open_committed(store, kwargs: dict[str, Any], chunks, n_committed: int, sto
     one Dataset. Then each such array is opened on its own, cut to the committed length, and
     the parts merged.
     """
-    group = _open_group(store, "r", storage_options)
+    group = open_group(store, "r", storage_options)
     per_subject = {}
     short = []  # derived maps not yet extended to subjects appended after them: hidden
     for name, array in group.arrays():
@@ -525,14 +537,20 @@ class CohortWriter:
         self.store = str(store) if isinstance(store, os.PathLike) else store
         self.storage_options = dict(storage_options) if storage_options else None
         self.state = _store_state(self.store, self.storage_options)
+        self._completed: list[str] | None = None
         self._lock: StoreLock | None = None
         #: What :meth:`locked` changed to make the store consistent (``dropped``, ``trimmed``).
         self.repaired: dict[str, Any] = {"dropped": [], "trimmed": {}}
 
     @property
     def completed(self) -> list[str]:
-        """Committed subject ids, in store order."""
-        return list(self.state.get("subjects", [])) if self.state else []
+        """Committed subject ids, in store order (read once, then kept up to date by the writer)."""
+        if not self.state:
+            return []
+        if self._completed is None:
+            group = open_group(self.store, "r", self.storage_options)
+            self._completed = commits.committed_subjects(group, self.state, strict=False)
+        return list(self._completed)
 
     @contextlib.contextmanager
     def locked(self, command: str = "ingest", *, wait: float = 0.0) -> Iterator[CohortWriter]:
@@ -552,6 +570,10 @@ class CohortWriter:
         self._lock = lock
         try:
             self.state = _store_state(self.store, self.storage_options)
+            self._completed = None
+            if self.state is not None and "subjects" in self.state:
+                upgrade(self.store, storage_options=self.storage_options)
+                self.state = _store_state(self.store, self.storage_options)
             self.repaired = self._reconcile() if self.state is not None else {"dropped": [], "trimmed": {}}
             yield self
         finally:
@@ -581,7 +603,7 @@ class CohortWriter:
         records of derived maps forget the dropped subjects.
         """
         committed = self.completed
-        group = _open_group(self.store, "r+", self.storage_options)
+        group = open_group(self.store, "r+", self.storage_options)
         stored: list[str] = []
         if SUBJECT in group:
             stored = [str(s) for s in np.asarray(group[SUBJECT][:], dtype=object)]
@@ -590,16 +612,11 @@ class CohortWriter:
             keep += 1
         dropped = committed[keep:]
         changes: dict[str, Any] = {"dropped": dropped, "trimmed": {}}
+        if dropped or keep != int(self.state.get("n_subjects", 0)):
+            self.state = commits.truncate_subjects(group, dict(group.attrs[_ATTR]), keep)
+            commits.clear_rows_from(group, keep)
+            self._completed = committed[:keep]
         if dropped:
-            state = dict(group.attrs[_ATTR])
-            state["subjects"] = committed[:keep]
-            derived = {}
-            for name, record in dict(state.get("derived", {})).items():
-                kept = [s for s in record.get("subjects", []) if s in set(committed[:keep])]
-                derived[name] = {**record, "subjects": kept}
-            state["derived"] = derived
-            group.attrs[_ATTR] = state
-            self.state = state
             logger.warning(
                 "%s: subjects %s were not stored consistently and are rolled back; ingest them again",
                 self.store, dropped,
@@ -610,7 +627,7 @@ class CohortWriter:
     def _trim(self) -> dict[str, int]:
         """Cut every array with a ``subject`` dim back to the committed length; return the cut arrays."""
         n = len(self.completed)
-        group = _open_group(self.store, "r+", self.storage_options)
+        group = open_group(self.store, "r+", self.storage_options)
         cut = {}
         for name, array in group.arrays():
             names = array.metadata.dimension_names or ()
@@ -624,11 +641,10 @@ class CohortWriter:
         return cut
 
     def _commit(self, subject: str) -> None:
-        group = _open_group(self.store, "r+", self.storage_options)
-        state = dict(group.attrs[_ATTR])
-        state["subjects"] = [*state.get("subjects", []), subject]
-        group.attrs[_ATTR] = state
-        self.state = state
+        group = open_group(self.store, "r+", self.storage_options)
+        completed = self.completed
+        self.state = commits.record_subject(group, dict(group.attrs[_ATTR]), subject)
+        self._completed = [*completed, subject]
 
     def _clear(self) -> None:
         """Remove what brainarr wrote in a store with no committed subject, keeping the lock."""
@@ -673,7 +689,7 @@ class CohortWriter:
         fresh = not self.completed
         state = {
             "format": FORMAT_VERSION,
-            "subjects": self.completed,
+            "n_subjects": len(self.completed),
             "tr": float(ds.attrs["tr"]),
             "affine": [list(map(float, row)) for row in ds.attrs["affine"]],
             "n_time": int(bold.sizes[TIME]),
@@ -703,10 +719,27 @@ class CohortWriter:
             if fresh:
                 self._clear()
                 self.state = None
+                self._completed = None
             else:
                 self._trim()
             raise
         self._commit(subject)
+
+
+def upgrade(store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> int:
+    """Bring a store of an earlier layout to :data:`FORMAT_VERSION` in place; return its former version.
+
+    The caller holds the store's lock (writers call this when they take it). A format 1 store
+    kept its commit records as lists in the group attribute; they become the arrays of
+    :mod:`brainarr._core.commits`.
+    """
+    state = _store_state(store, storage_options)
+    if state is None:
+        raise StoreError(f"no cohort store at {store}")
+    version = int(state.get("format", 1))
+    if "subjects" in state:
+        commits.upgrade(open_group(store, "r+", storage_options), state)
+    return version
 
 
 def repair(

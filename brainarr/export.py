@@ -71,6 +71,7 @@ from brainarr._core.dims import SEED, SPATIAL, SUBJECT, TIME
 from brainarr._core.grid import spatial_coords, voxel_size
 from brainarr._core.version import __version__
 from brainarr.exceptions import GridMismatchError, InputFileError, MissingMetadataError
+from brainarr.study import family_of
 
 __all__ = [
     "FORMATS",
@@ -947,7 +948,7 @@ def _sidecar(info: _Map, name, var, subject, bold_units, resolution, names: _Lay
 
 def _group_sidecar(variant, kind, config, resolution, names: _Layout, sources, t_stem: Path, fmt) -> dict:
     g = config.group
-    family = pipeline._family_of(variant)
+    family = family_of(variant)
     thr = g.grf.get(family)
     out: dict[str, Any] = {
         "Description": (

@@ -24,8 +24,6 @@ valid only once its id is listed there, and :func:`brainarr.open_cohort` hides r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -39,29 +37,24 @@ import pandas as pd
 import xarray as xr
 
 from brainarr._core.dims import SEED, SPATIAL, SUBJECT
-from brainarr.cohort import StoreLock, _open_group
+from brainarr.cohort import StoreLock, open_group, upgrade
 from brainarr.config import ConfigError, StudyConfig
 from brainarr.exceptions import BrainarrError, DataValidationError, MissingMetadataError
+from brainarr.study import (
+    FAMILY_VARIABLES,
+    GROUP_VARIANTS,
+    analysis_masks,
+    derived_state,
+    family_of,
+    motion_parameters,
+    run_subject_stage,
+    subject_maps,
+    subject_masks,
+)
 
-__all__ = ["FAMILY_VARIABLES", "GROUP_VARIANTS", "StudyResult", "derived_state", "recovery", "report", "run"]
+__all__ = ["StudyResult", "recovery", "report", "run"]
 
 logger = logging.getLogger("brainarr")
-
-#: Derived variables written to the store, per metric family.
-FAMILY_VARIABLES: dict[str, tuple[str, ...]] = {
-    "alff": ("alff", "falff", "malff", "zalff", "mfalff", "zfalff"),
-    "reho": ("reho", "smreho"),
-    "fc": ("zfc",),
-    "dc": ("dc_binary", "dc_weighted", "dc_binary_sm", "dc_binary_sz", "dc_weighted_sm", "dc_weighted_sz"),
-}
-
-#: Maps entering the group analysis (the study's tables), per family.
-GROUP_VARIANTS: dict[str, tuple[str, ...]] = {
-    "alff": ("malff", "zalff"),
-    "reho": ("smreho",),
-    "fc": ("zfc",),
-    "dc": ("dc_binary_sm", "dc_binary_sz", "dc_weighted_sm", "dc_weighted_sz"),
-}
 
 _ATTR = "brainarr"
 
@@ -112,51 +105,19 @@ def _as_config(config: StudyConfig | str | os.PathLike | None) -> StudyConfig:
     return StudyConfig.from_toml(config)
 
 
-def family_params(config: StudyConfig, family: str) -> dict[str, Any]:
-    """The configuration values that determine one family's subject maps."""
-    cfg = config.to_dict()
-    pre = cfg["preprocess"]
-    params: dict[str, Any] = {
-        k: pre[k] for k in ("discard", "detrend", "confounds", "mask_threshold", "tissue_threshold")
-    }
-    if family == "alff":
-        params["band"] = pre["band"]
-    else:
-        params.update(band=pre["band"], filter=pre["filter"])
-    m = cfg["metrics"]
-    if family == "reho":
-        params.update(reho_neighbourhood=m["reho_neighbourhood"], smooth_fwhm=m["smooth_fwhm"])
-    elif family == "fc":
-        params.update(seeds=m["seeds"])
-    elif family == "dc":
-        params.update(dc_threshold=m["dc_threshold"], smooth_fwhm=m["smooth_fwhm"])
-    return params
-
-
-def params_hash(params: Mapping[str, Any]) -> str:
-    """A short stable hash of a parameter mapping."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-
-
 # --------------------------------------------------------------------------- store helpers
-
-
-def derived_state(store: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The commit records of the derived maps of a store: ``{name: {"params", "subjects"}}``."""
-    group = _open_group(str(store), "r", storage_options)
-    return dict(dict(group.attrs.get(_ATTR, {})).get("derived", {}))
 
 
 def _record_config(store: str, config: StudyConfig, storage_options: Mapping[str, Any] | None) -> None:
     """Keep the config of the last run in the store, so that :func:`report` shows what was run."""
-    group = _open_group(store, "r+", storage_options)
+    group = open_group(store, "r+", storage_options)
     state = dict(group.attrs[_ATTR])
     state["config"] = config.to_dict()
     group.attrs[_ATTR] = state
 
 
 def _stored_config(store: str, storage_options: Mapping[str, Any] | None) -> StudyConfig | None:
-    state = dict(_open_group(store, "r", storage_options).attrs.get(_ATTR, {}))
+    state = dict(open_group(store, "r", storage_options).attrs.get(_ATTR, {}))
     if "config" not in state:
         return None
     try:
@@ -168,253 +129,10 @@ def _stored_config(store: str, storage_options: Mapping[str, Any] | None) -> Stu
         ) from err
 
 
-def _set_derived(group, name: str, record: dict[str, Any] | None) -> None:
-    state = dict(group.attrs[_ATTR])
-    derived = dict(state.get("derived", {}))
-    if record is None:
-        derived.pop(name, None)
-    else:
-        derived[name] = record
-    state["derived"] = derived
-    group.attrs[_ATTR] = state
-
-
-def _prepare_variable(
-    store: str,
-    storage_options: Mapping[str, Any] | None,
-    name: str,
-    *,
-    subjects: list[str],
-    grid: xr.DataArray,
-    seeds: list[str] | None,
-    params: dict[str, Any],
-    attrs: Mapping[str, Any],
-) -> list[str]:
-    """Create (or reset) the variable ``name`` for ``subjects``; return the subjects still to compute."""
-    import dask.array as dsa
-
-    digest = params_hash(params)
-    group = _open_group(store, "r+", storage_options)
-    record = derived_state(store, storage_options=storage_options).get(name)
-    shape = (len(subjects), *([len(seeds)] if seeds is not None else []), *(grid.sizes[d] for d in SPATIAL))
-    exists = name in group
-    if exists and record is not None and record.get("params") == digest and tuple(group[name].shape) == shape:
-        done = set(record.get("subjects", []))
-        return [s for s in subjects if s not in done]
-    if exists and record is not None and record.get("params") == digest and group[name].shape[1:] == shape[1:]:
-        # the cohort grew (or shrank): keep committed rows, resize along subject
-        group[name].resize(shape)
-        done = set(record.get("subjects", [])) & set(subjects)
-        _set_derived(group, name, {"params": digest, "subjects": [s for s in subjects if s in done]})
-        return [s for s in subjects if s not in done]
-    # new variable or changed parameters: (re)create it empty
-    _set_derived(group, name, None)
-    if exists:
-        del group[name]
-    if seeds is not None and SEED in group:
-        stored = [str(s) for s in group[SEED][:]]
-        if stored != seeds:
-            for other in list(derived_state(store, storage_options=storage_options)):
-                if other in group and SEED in (group[other].metadata.dimension_names or ()):
-                    _set_derived(group, other, None)
-                    del group[other]
-            del group[SEED]
-    dims = (SUBJECT, *([SEED] if seeds is not None else []), *SPATIAL)
-    chunks = (1, *shape[1:])
-    data = dsa.zeros(shape, chunks=chunks, dtype=np.float32)
-    var = xr.Variable(dims, data, attrs={**attrs, "params": json.dumps(params, sort_keys=True)})
-    var.encoding = {"chunks": chunks, "_FillValue": np.float32(np.nan)}
-    ds = xr.Dataset({name: var})
-    if seeds is not None and SEED not in group:
-        ds = ds.assign_coords({SEED: np.array(seeds, dtype=object)})
-    kwargs: dict[str, Any] = {"mode": "a", "compute": False, "consolidated": False, "zarr_format": 3}
-    if storage_options:
-        kwargs["storage_options"] = dict(storage_options)
-    ds.to_zarr(store, **kwargs)
-    _set_derived(group, name, {"params": digest, "subjects": []})
-    return list(subjects)
-
-
-def _write_row(
-    store: str, storage_options: Mapping[str, Any] | None, name: str, index: int, subject: str, values: np.ndarray
-) -> None:
-    """Write one subject's row of ``name`` and then commit it (row first, record second)."""
-    group = _open_group(store, "r+", storage_options)
-    group[name][index] = values.astype(np.float32)
-    state = dict(group.attrs[_ATTR])
-    record = dict(state["derived"][name])
-    record["subjects"] = [*record["subjects"], subject]
-    _set_derived(group, name, record)
-
-
 # --------------------------------------------------------------------------- subject level
 
 
-def analysis_masks(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArray]:
-    """Grey-matter, white-matter and CSF masks: the store's, else MNI152 probabilities thresholded."""
-    from brainarr.datasets import gm_mask, tissue_probability
-
-    pre = config.preprocess
-    grid = cohort["bold"].isel({SUBJECT: 0}, drop=True).isel(time=0, drop=True)
-    out = {}
-    if "mask" in cohort:
-        out["gm"] = cohort["mask"].astype(bool)
-    else:
-        out["gm"] = gm_mask(like=grid, threshold=pre.mask_threshold)
-    for tissue, var in (("wm", "wm_mask"), ("csf", "csf_mask")):
-        if var in cohort:
-            out[tissue] = cohort[var].astype(bool)
-        else:
-            out[tissue] = tissue_probability(grid, tissue) > pre.tissue_threshold
-    coords = {d: cohort[d] for d in SPATIAL}
-    affine = cohort.attrs["affine"]
-    for key, m in out.items():
-        m = m.load().assign_coords(coords)
-        m.attrs["affine"] = affine
-        out[key] = m
-    return out
-
-
-#: Per-subject tissue probability maps a raw ingest stores (:func:`brainarr.raw.ingest`).
-SUBJECT_TISSUES = ("gm", "wm", "csf")
-
-
-def subject_masks(
-    cohort: xr.Dataset, masks: Mapping[str, xr.DataArray], index: int, config: StudyConfig
-) -> dict[str, xr.DataArray]:
-    """The nuisance masks of subject ``index``: its own WM and CSF maps when the cohort has them.
-
-    A cohort ingested from raw data holds each subject's ``wm`` and ``csf`` probabilities
-    ``(subject, x, y, z)`` from its own T1 segmentation; they are thresholded at
-    ``[preprocess] tissue_threshold`` as the MNI152 templates are. The grey-matter analysis
-    mask stays the group's (``mask``, else the MNI152 template), as in RESTplus/DPABI.
-    """
-    out = dict(masks)
-    for tissue in ("wm", "csf"):
-        if tissue in cohort.data_vars and cohort[tissue].dims == (SUBJECT, *SPATIAL):
-            own = cohort[tissue].isel({SUBJECT: index}, drop=True) > config.preprocess.tissue_threshold
-            own = own.drop_vars([c for c in own.coords if c not in own.dims]).assign_coords(
-                {d: masks[tissue][d] for d in SPATIAL}
-            )
-            own.attrs["affine"] = masks[tissue].attrs.get("affine", cohort.attrs.get("affine"))
-            out[tissue] = own
-    return out
-
-
-def subject_maps(
-    bold: xr.DataArray,
-    motion: xr.DataArray,
-    masks: Mapping[str, xr.DataArray],
-    config: StudyConfig,
-    families: tuple[str, ...],
-) -> xr.Dataset:
-    """Lazy subject-level maps of the requested families for one subject.
-
-    Parameters
-    ----------
-    bold : xarray.DataArray (x, y, z, time)
-        Raw BOLD with ``attrs`` ``tr`` and ``affine``.
-    motion : xarray.DataArray (time, confound)
-        The six realignment parameters.
-    masks : mapping
-        ``"gm"``, ``"wm"``, ``"csf"`` boolean masks (see :func:`analysis_masks`).
-    config : StudyConfig
-        Study settings.
-    families : tuple of str
-        Subset of ``("alff", "reho", "fc", "dc")``.
-
-    Returns
-    -------
-    xarray.Dataset
-        The variables of :data:`FAMILY_VARIABLES` for those families, float32, lazy.
-    """
-    from brainarr import metrics
-    from brainarr.preprocess import clean, friston24, tissue_signals
-
-    pre, met = config.preprocess, config.metrics
-    gm = masks["gm"]
-    parts = []
-    if "friston24" in pre.confounds:
-        parts.append(friston24(motion))
-    tissue = {}
-    if "white_matter" in pre.confounds:
-        tissue["wm"] = masks["wm"]
-    if "csf" in pre.confounds:
-        tissue["csf"] = masks["csf"]
-    if tissue or "global_signal" in pre.confounds:
-        sig = tissue_signals(bold, global_signal=masks["gm"] if "global_signal" in pre.confounds else False, **tissue)
-        parts.append(sig.astype(np.float64).drop_vars([c for c in sig.coords if c not in (CONF, "time")]))
-    confounds = None
-    if parts:
-        parts = [p.drop_vars([c for c in p.coords if c not in (CONF,)]) for p in parts]
-        confounds = xr.concat(parts, dim=CONF, join="override", coords="minimal", compat="override")
-        confounds = confounds.transpose("time", CONF)
-    common = {"discard": pre.discard, "detrend": pre.detrend, "mask": gm}
-    out: dict[str, xr.DataArray] = {}
-    if "alff" in families:
-        raw = clean(bold, confounds, filter=None, low=None, high=None, **common)
-        a = metrics.alff(raw, tuple(pre.band), mask=gm)
-        v = metrics.alff_variants(a, gm)
-        out.update({k: a[k] for k in ("alff", "falff")})
-        out.update({k: v[k] for k in v.data_vars})
-    if {"reho", "fc", "dc"} & set(families):
-        filtered = clean(bold, confounds, low=pre.band[0], high=pre.band[1], filter=pre.filter, **common)
-        if "reho" in families:
-            kcc = metrics.reho(filtered, gm, neighbourhood=met.reho_neighbourhood)
-            out["reho"] = kcc
-            out["smreho"] = metrics.smooth_normalize(kcc, gm, fwhm=met.smooth_fwhm, method="mean", name="smreho")
-        if "fc" in families:
-            out["zfc"] = metrics.seed_fc(filtered, list(met.seeds), mask=gm)["zfc"]
-        if "dc" in families:
-            dc = metrics.degree_centrality(filtered, gm, threshold=met.dc_threshold)
-            variants = metrics.dc_variants(dc, gm, fwhm=met.smooth_fwhm)
-            out.update({k: dc[k] for k in ("dc_binary", "dc_weighted")})
-            out.update({k: variants[k] for k in variants.data_vars})
-    keep = set(SPATIAL) | {SEED}
-    result = {}
-    for name, var in out.items():
-        var = var.astype(np.float32)
-        var = var.drop_vars([c for c in var.coords if c not in keep])
-        order = [d for d in (SEED, *SPATIAL) if d in var.dims]
-        result[name] = var.transpose(*order)
-    return xr.Dataset(result)
-
-
-CONF = "confound"
-
-
-def _compute(objs: dict[str, Any], client, progress: bool) -> dict[str, Any]:
-    import dask
-
-    if client is not None:
-        futures = client.compute(list(objs.values()))
-        if progress:
-            from distributed import progress as dprogress
-
-            dprogress(futures)
-        values = client.gather(futures)
-        return dict(zip(objs, values, strict=True))
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(minimum=2.0):
-            values = dask.compute(*objs.values())
-    else:
-        values = dask.compute(*objs.values())
-    return dict(zip(objs, values, strict=True))
-
-
 # --------------------------------------------------------------------------- group level
-
-
-def _family_of(variant: str) -> str:
-    """Metric family of a group variant (``"zfc_<seed>"`` is FC)."""
-    if variant.startswith("zfc_"):
-        return "fc"
-    for family, names in GROUP_VARIANTS.items():
-        if variant in names:
-            return family
-    raise KeyError(variant)
 
 
 def _group_maps(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArray]:
@@ -433,27 +151,13 @@ def _group_maps(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArr
     return out
 
 
-def _motion_params(confounds: xr.DataArray) -> xr.DataArray:
-    """The six realignment parameters: by name when present, else the first six columns (SPM order)."""
-    from brainarr._core.confounds import MOTION_PARAMS
-
-    if CONF not in confounds.dims:
-        raise ValueError(f"confounds: expected a {CONF!r} dim, got {confounds.dims}")
-    names = [str(c) for c in confounds[CONF].values] if CONF in confounds.coords else []
-    if all(m in names for m in MOTION_PARAMS):
-        return confounds.sel({CONF: list(MOTION_PARAMS)})
-    if confounds.sizes[CONF] < 6:
-        raise ValueError(f"confounds: need the six realignment parameters, found {confounds.sizes[CONF]} column(s)")
-    return confounds.isel({CONF: slice(0, 6)})
-
-
 def _motion(cohort: xr.Dataset, config: StudyConfig) -> xr.Dataset:
     from brainarr.preprocess import motion_qc
 
     if "confounds" not in cohort:
         raise ValueError(f"{cohort.attrs.get('store', 'cohort')}: no 'confounds' variable (realignment parameters)")
     qc = motion_qc(
-        _motion_params(cohort["confounds"]),
+        motion_parameters(cohort["confounds"]),
         max_translation=config.preprocess.max_translation,
         max_rotation=config.preprocess.max_rotation,
     )
@@ -542,7 +246,7 @@ def _analyse(
 ) -> xr.Dataset:
     from brainarr import io, stats
 
-    family = _family_of(variant)
+    family = family_of(variant)
     g = config.group
     thr = g.grf.get(family)
     if thr is None:
@@ -668,6 +372,7 @@ def run(
     try:
         logger.info("brainarr run: store %s, output %s", store, out_dir)
         lock.acquire()
+        upgrade(store, storage_options=storage_options)
         cohort = open_cohort(store, storage_options=storage_options)
         subjects = [str(s) for s in cohort[SUBJECT].values]
         if not subjects:
@@ -678,7 +383,7 @@ def run(
         masks = analysis_masks(cohort, config)
         _check_subject_model(cohort, config, masks)
         with _Timer(result, "subjects"):
-            _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result)
+            _subject_level(cohort, store, storage_options, config, masks, client, progress, result)
         _record_config(store, config, storage_options)
         cohort = open_cohort(store, storage_options=storage_options)
         cohort = cohort.assign_coords({k: (SUBJECT, qc[k].values) for k in qc.data_vars})
@@ -697,36 +402,8 @@ def run(
     return result
 
 
-def _subject_level(cohort, store, storage_options, config, masks, subjects, client, progress, result) -> None:
-    grid = masks["gm"]
-    todo: dict[str, list[str]] = {}
-    for family in config.metrics.families:
-        params = family_params(config, family)
-        for name in FAMILY_VARIABLES[family]:
-            seeds = list(config.metrics.seeds) if name == "zfc" else None
-            attrs = {"family": family}
-            todo[name] = _prepare_variable(
-                store, storage_options, name, subjects=subjects, grid=grid, seeds=seeds, params=params, attrs=attrs
-            )
-    result.computed = {k: list(v) for k, v in todo.items()}
-    n_todo = len({s for v in todo.values() for s in v})
-    logger.info("subject level: %d of %d subjects need maps", n_todo, len(subjects))
-    for index, subject in enumerate(subjects):
-        names = [n for n, v in todo.items() if subject in v]
-        if not names:
-            continue
-        families = tuple(f for f in config.metrics.families if set(FAMILY_VARIABLES[f]) & set(names))
-        start = time.perf_counter()
-        bold = cohort["bold"].isel({SUBJECT: index}, drop=True)
-        bold = bold.drop_vars([c for c in bold.coords if c not in bold.dims])
-        bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
-        motion = _motion_params(cohort["confounds"].isel({SUBJECT: index}, drop=True))
-        motion = motion.drop_vars([c for c in motion.coords if c not in motion.dims])
-        maps = subject_maps(bold, motion, subject_masks(cohort, masks, index, config), config, families)
-        values = _compute({n: maps[n].data for n in names}, client, progress)
-        for name in names:
-            _write_row(store, storage_options, name, index, subject, np.asarray(values[name]))
-        logger.info("subject %s: %s in %.2f s", subject, ", ".join(names), time.perf_counter() - start)
+def _subject_level(cohort, store, storage_options, config, masks, client, progress, result) -> None:
+    result.computed = run_subject_stage(cohort, store, storage_options, config, masks, client=client, progress=progress)
 
 
 def _check_group_model(cohort: xr.Dataset, config: StudyConfig) -> None:
@@ -793,7 +470,7 @@ def _check_subject_model(cohort: xr.Dataset, config: StudyConfig, masks: Mapping
     bold = cohort["bold"].isel({SUBJECT: 0}, drop=True)
     bold = bold.drop_vars([c for c in bold.coords if c not in bold.dims])
     bold.attrs.update(tr=cohort.attrs["tr"], affine=cohort.attrs["affine"])
-    motion = _motion_params(cohort["confounds"].isel({SUBJECT: 0}, drop=True))
+    motion = motion_parameters(cohort["confounds"].isel({SUBJECT: 0}, drop=True))
     try:
         subject_maps(bold, motion.drop_vars([c for c in motion.coords if c not in motion.dims]),
                      subject_masks(cohort, masks, 0, config), config, tuple(config.metrics.families))  # fmt: skip

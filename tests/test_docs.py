@@ -13,7 +13,7 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 MODULES = [
     "io", "raw", "spatial", "cohort", "datasets", "preprocess", "metrics", "stats", "plotting",
-    "report", "config", "pipeline", "export", "backend", "testing", "exceptions", "cli",
+    "report", "config", "pipeline", "study", "export", "backend", "testing", "exceptions", "cli",
 ]  # fmt: skip
 
 

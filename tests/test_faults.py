@@ -150,7 +150,7 @@ def _raw_state(store) -> tuple[int, int] | None:
     """(committed subjects, rows of the stored bold) read straight from the Zarr metadata."""
     try:
         with open(store / "zarr.json") as fh:
-            committed = len(json.load(fh)["attributes"]["brainarr"]["subjects"])
+            committed = int(json.load(fh)["attributes"]["brainarr"]["n_subjects"])
         with open(store / "bold" / "zarr.json") as fh:
             rows = json.load(fh)["shape"][0]
     except (OSError, ValueError, KeyError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 
@@ -11,12 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import zarr
 from scipy import ndimage
 
 from brainarr import io, pipeline
 from brainarr.cohort import open_cohort
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
+from brainarr.study import _subjects as subject_stage
 
 pytestmark = pytest.mark.slow
 
@@ -144,8 +147,13 @@ def test_rerun_recomputes_nothing_and_changed_parameter_only_its_maps(store, tmp
     first = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
     assert all(len(v) == 12 for v in first.computed.values())
     calls = []
-    real = pipeline._write_row
-    monkeypatch.setattr(pipeline, "_write_row", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = subject_stage.compute_subject
+
+    def counting(ctx, index, subject, names, scheduler=None):
+        calls.extend(names)
+        return real(ctx, index, subject, names, scheduler)
+
+    monkeypatch.setattr(subject_stage, "compute_subject", counting)
     again = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
     assert calls == []
     assert all(v == [] for v in again.computed.values())
@@ -164,41 +172,38 @@ def test_interruption_keeps_committed_maps_and_resume_matches(store, raw_store, 
     cfg = _config()
     pipeline.run(cfg, reference, progress=False, output=tmp_path / "ref")
 
-    real_write = pipeline._write_row
-    count = {"n": 0}
+    real = subject_stage.compute_subject
 
-    def crashing(store_, so, name, index, subject, values):
-        count["n"] += 1
-        if count["n"] == 6 * 5 + 3:  # subject index 5, third of the six ALFF variables (malff)
-            # the row is written but the commit never happens
-            pipeline._open_group(store_, "r+", so)[name][index] = values
+    def crashing(ctx, index, subject, names, scheduler=None):
+        record = real(ctx, index, subject, names, scheduler)
+        if index == 5:  # the rows are written, the commit never happens
             raise KeyboardInterrupt("simulated crash")
-        real_write(store_, so, name, index, subject, values)
+        return record
 
-    monkeypatch.setattr(pipeline, "_write_row", crashing)
+    monkeypatch.setattr(subject_stage, "compute_subject", crashing)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run(cfg, store, progress=False, output=tmp_path / "crash")
     state = pipeline.derived_state(store)
-    assert len(state["alff"]["subjects"]) == 6
-    assert len(state["malff"]["subjects"]) == 5
+    assert all(len(state[name]["subjects"]) == 5 for name in pipeline.FAMILY_VARIABLES["alff"])
     partial = open_cohort(store)
-    assert np.isnan(partial["malff"].isel(subject=5).values).all()  # written, not committed: hidden
-    assert not np.isnan(partial["alff"].isel(subject=5).values).any()
+    for name in pipeline.FAMILY_VARIABLES["alff"]:  # written, not committed: hidden
+        assert np.isfinite(zarr.open_group(str(store), mode="r")[name][5]).any()
+        assert np.isnan(partial[name].isel(subject=slice(5, None)).values).all()
     committed = partial["alff"].isel(subject=slice(0, 5)).load()
-    monkeypatch.setattr(pipeline, "_write_row", real_write)
+    monkeypatch.setattr(subject_stage, "compute_subject", real)
     resumed = pipeline.run(cfg, store, progress=False, output=tmp_path / "crash")
-    assert resumed.computed["alff"] == [str(s) for s in partial.subject.values[6:]]
-    assert resumed.computed["malff"] == [str(s) for s in partial.subject.values[5:]]
+    for name in pipeline.FAMILY_VARIABLES["alff"]:
+        assert resumed.computed[name] == [str(s) for s in partial.subject.values[5:]]
     final = open_cohort(store)
     xr.testing.assert_identical(final["alff"].isel(subject=slice(0, 5)).load(), committed)
     expected = open_cohort(reference)
     for name in pipeline.FAMILY_VARIABLES["alff"]:
-        xr.testing.assert_allclose(final[name].load(), expected[name].load(), rtol=1e-6, atol=1e-7)
+        xr.testing.assert_identical(final[name].load(), expected[name].load())
 
 
 def test_report_rebuilds_from_stored_maps(full_run, tmp_path, monkeypatch):
     path, _ = full_run
-    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: pytest.fail("recomputed a subject map"))
+    monkeypatch.setattr(subject_stage, "compute_subject", lambda *a, **k: pytest.fail("recomputed a subject map"))
     result = pipeline.report(path, config=_config(), output=tmp_path / "r")
     assert result.report.exists()
     assert set(result.tables) == {"table1", "motion", "malff", "zalff"}
@@ -208,7 +213,7 @@ def test_report_rebuilds_from_stored_maps(full_run, tmp_path, monkeypatch):
 
 def test_report_defaults_to_the_config_of_the_last_run(full_run, tmp_path, monkeypatch):
     path, _ = full_run
-    monkeypatch.setattr(pipeline, "subject_maps", lambda *a, **k: pytest.fail("recomputed a subject map"))
+    monkeypatch.setattr(subject_stage, "compute_subject", lambda *a, **k: pytest.fail("recomputed a subject map"))
     result = pipeline.report(path, output=tmp_path / "r")
     assert result.tables["malff"].equals(full_run[1].tables["malff"])
     assert pipeline._stored_config(str(path), None).preprocess == _config().preprocess
@@ -385,3 +390,44 @@ def test_recovery_anywhere_consequence():
         ("malff", "Amygdala_R"),
         ("zfc_Postcentral_L", "Temporal_Mid_R"),
     ]
+
+
+def _as_format_1(path) -> dict:
+    """Rewrite a store's commit records the way brainarr's format 1 kept them (lists in the attribute)."""
+    group = zarr.open_group(str(path), mode="r+")
+    derived = pipeline.derived_state(path)
+    state = dict(group.attrs["brainarr"])
+    subjects = [str(s) for s in open_cohort(path)["subject"].values]
+    state.pop("n_subjects")
+    state.update(format=1, subjects=subjects, derived=derived)
+    del group["_commits"]
+    group.attrs["brainarr"] = state
+    return derived
+
+
+def test_format_1_store_is_read_and_upgraded_by_the_next_run(store, tmp_path):
+    cfg = _config()
+    pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
+    expected = open_cohort(store)
+    derived = _as_format_1(store)
+    assert all(len(r["subjects"]) == 12 for r in derived.values())
+    xr.testing.assert_identical(open_cohort(store), expected)  # read as it is
+    assert pipeline.derived_state(store) == derived
+    again = pipeline.run(cfg, store, progress=False, output=tmp_path / "a")
+    assert all(v == [] for v in again.computed.values())  # the upgrade kept every commit
+    state = dict(zarr.open_group(str(store), mode="r").attrs["brainarr"])
+    assert state["format"] == 2 and state["n_subjects"] == 12 and "subjects" not in state
+    assert all(set(r) == {"params"} for r in state["derived"].values())
+    assert pipeline.derived_state(store) == derived
+    xr.testing.assert_identical(open_cohort(store), expected)
+
+
+def test_group_attribute_does_not_grow_with_the_cohort(tmp_path):
+    """The root group's JSON: the same size for 6 and 14 subjects (commit records are arrays)."""
+    sizes = {}
+    for n in (3, 7):
+        path = tmp_path / f"n{n}.zarr"
+        io.ingest(simulate_cohort(n, n, voxel_size=6.0, n_volumes=50, seed=1, shape=(8, 9, 8)), str(path))
+        pipeline.run(_config(), path, progress=False, output=tmp_path / f"out{n}")
+        sizes[n] = len(json.dumps(zarr.open_group(str(path), mode="r").attrs["brainarr"], sort_keys=True))
+    assert abs(sizes[7] - sizes[3]) <= 2  # only the digits of n_subjects

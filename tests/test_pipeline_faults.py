@@ -1,16 +1,20 @@
-"""The study pipeline process is killed (SIGKILL) while it writes subject maps, then resumed."""
+"""The study is interrupted while it writes subject maps (its process or a worker killed), then resumed."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
+import dask
 import nibabel as nib
 import numpy as np
 import pytest
@@ -28,29 +32,32 @@ SHAPE = (18, 22, 16)
 FAMILIES = ("alff", "fc", "dc")  # dc: its sums are bit-reproducible too
 NAMES = [n for f in FAMILIES for n in pipeline.FAMILY_VARIABLES[f]]
 
-# The pipeline in a child process, slowed down between writing a subject's row and committing
-# it, so that the parent can kill it in exactly that state: some maps committed for a subject,
-# one map's row on disk but not committed, the others not yet written.
+# The pipeline in a child process, slowed down between a subject's rows being written (by its
+# task) and their commit (by the run, in batches), so that the parent can kill it in exactly
+# that state: some subjects committed, one subject's rows on disk but not committed.
 _RUN_SCRIPT = textwrap.dedent(
     """
     import pathlib, sys, time
-    import numpy as np
     from brainarr import pipeline
+    from brainarr.study import _subjects
 
     marks = pathlib.Path(sys.argv[4])
+    real_compute, real_flush = _subjects.compute_subject, _subjects._Committer.flush
 
-    def slow_write(store, storage_options, name, index, subject, values):
-        group = pipeline._open_group(store, "r+", storage_options)
-        group[name][index] = values.astype(np.float32)
-        (marks / f"{name}-{index}").touch()  # tell the parent: the row is on disk
-        time.sleep(0.5)  # ... and its commit record not yet
-        state = dict(group.attrs["brainarr"])
-        record = dict(state["derived"][name])
-        record["subjects"] = [*record["subjects"], subject]
-        pipeline._set_derived(group, name, record)
-        (marks / f"{name}-{index}").unlink()  # committed: the window is closed
+    def slow_compute(ctx, index, subject, names, scheduler=None):
+        record = real_compute(ctx, index, subject, names, scheduler)
+        (marks / str(index)).touch()  # tell the parent: the rows are on disk
+        time.sleep(0.5)  # ... and not yet committed
+        return record
 
-    pipeline._write_row = slow_write
+    def flush(self):
+        rows = [index for batch in self.pending.values() for index, _ in batch]
+        real_flush(self)
+        for index in rows:  # committed: the window is closed
+            (marks / str(index)).unlink()
+
+    _subjects.compute_subject = slow_compute
+    _subjects._Committer.flush = flush
     pipeline.run(sys.argv[1], sys.argv[2], output=sys.argv[3], progress=False)
     """
 )
@@ -74,27 +81,26 @@ def _row_digest(values: np.ndarray) -> str:
 
 
 def _derived_records(store: Path) -> dict[str, list[str]] | None:
-    """Committed subjects per derived map, read straight from the group's metadata file."""
+    """Committed subjects per derived map, read from the store's commit records."""
     try:
-        with open(store / "zarr.json") as fh:
-            derived = json.load(fh)["attributes"]["brainarr"]["derived"]
-    except (OSError, ValueError, KeyError):
-        return None  # not written yet, or caught while being rewritten
-    return {name: list(rec["subjects"]) for name, rec in derived.items()}
+        return {name: rec["subjects"] for name, rec in pipeline.derived_state(store).items()}
+    except Exception:  # not written yet, or caught while being written
+        return None
 
 
 def _written_uncommitted(marks: Path, records: dict[str, list[str]]) -> list[tuple[str, int]]:
     """(map, row) pairs whose row is on disk and not yet committed.
 
-    The child creates the marker after writing the row and removes it after the commit, so
-    with ``records`` read *before* the markers a marker seen is a row still uncommitted.
+    The child creates the marker after writing a subject's rows and removes it after their
+    commit, so with ``records`` read *before* the markers a marker seen is a row still
+    uncommitted.
     """
-    found = []
-    for name, subjects in records.items():
-        row = len(subjects)  # subjects are committed in store order
-        if (marks / f"{name}-{row}").exists():
-            found.append((name, row))
-    return found
+    return [
+        (name, row)
+        for name, subjects in records.items()
+        for row in range(len(subjects), len(subjects) + 8)  # subjects are committed in store order
+        if (marks / str(row)).exists()
+    ]
 
 
 @pytest.mark.timeout(180)
@@ -173,3 +179,61 @@ def test_killed_pipeline_process_keeps_committed_maps_and_resumes(tmp_path):
         np.testing.assert_array_equal(got, want, err_msg=key)
     for key in ("malff", "zalff", "table1"):
         assert resumed.tables[key].equals(expected_run.tables[key]), key
+
+
+def _slow_subject_tasks(seconds: float) -> None:  # run on each worker: slow its subject tasks down
+    from brainarr.study import _subjects
+
+    real = _subjects.compute_subject
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    _subjects.compute_subject = slow
+
+
+@pytest.mark.timeout(240)
+def test_worker_killed_with_several_subjects_in_flight_leaves_an_uninterrupted_store(tmp_path):
+    import distributed
+
+    raw = tmp_path / "raw.zarr"
+    io.ingest(simulate_cohort(4, 4, voxel_size=6.0, n_volumes=60, seed=5, effect_size=3.0, shape=SHAPE), str(raw))
+    config = _config_file(tmp_path)
+    reference = tmp_path / "reference.zarr"
+    shutil.copytree(raw, reference)
+    pipeline.run(config, reference, output=tmp_path / "out-reference", progress=False)
+    store = tmp_path / "study.zarr"
+    shutil.copytree(raw, store)
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 10}),
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.run(_slow_subject_tasks, 1.0)
+        pids = client.run(os.getpid)
+        outcome = {}
+        runner = threading.Thread(
+            target=lambda: outcome.update(result=pipeline.run(config, store, client=client, progress=False))
+        )
+        runner.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # both workers busy with a subject each
+            busy = [a for a, keys in client.processing().items() if any("brainarr-subject" in str(k) for k in keys)]
+            if len(busy) == 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the subject stage never had two subjects in flight")
+        time.sleep(0.3)
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        runner.join(timeout=180)
+        assert not runner.is_alive() and "result" in outcome
+    assert pipeline.derived_state(store) == pipeline.derived_state(reference)
+    got, expected = open_cohort(store), open_cohort(reference)
+    for name in NAMES:
+        np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
+    assert sorted(outcome["result"].computed["alff"]) == [str(s) for s in expected["subject"].values]

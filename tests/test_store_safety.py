@@ -27,6 +27,7 @@ import zarr
 
 from brainarr import cli, pipeline
 from brainarr import io as bio
+from brainarr._core import commits
 from brainarr.cohort import LOCK_NODE, StoreLock, open_cohort, repair
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
@@ -272,8 +273,7 @@ def _two_writer_damage(store: Path, files: dict[str, Path]) -> None:
     extra.attrs = {}
     extra.to_zarr(store, append_dim="subject", consolidated=False, zarr_format=3)
     group = zarr.open_group(str(store), mode="r+")
-    state["subjects"] = [*state["subjects"], "sub-04"]  # committed by the other writer
-    group.attrs["brainarr"] = state
+    commits.record_subject(group, state, "sub-04")  # committed by the other writer
 
 
 def test_repair_returns_a_damaged_store_to_its_last_consistent_subject(tmp_path, capsys):
