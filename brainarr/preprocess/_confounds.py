@@ -112,14 +112,18 @@ def tissue_signals(
     -------
     xarray.DataArray (..., time, confound)
         Lazy means, named ``"white_matter"``, ``"csf"``, ``"global_signal"`` (those
-        requested, in this order), dtype of ``bold``'s float, units of ``bold`` (also as a
+        requested, in this order), float64, units of ``bold`` (also as a
         ``units`` coordinate along ``confound``, so the result concatenates with
         :func:`friston24`'s output: ``xr.concat([f24, tissue], "confound", join="override")``).
 
     Notes
     -----
     Each signal is :math:`s(t) = \frac{1}{|M|} \sum_{v \in M} y_v(t)` (an unweighted mean,
-    as RESTplus/DPABI's ``y_ExtractROISignal`` computes it).
+    as RESTplus/DPABI's ``y_ExtractROISignal`` computes it), accumulated in double precision
+    as MATLAB does. A float32 sum over thousands of voxels depends on the order of its terms
+    (on the chunking and the BLAS) by about 1e-6 relative, and the nuisance regression turns
+    that into differences of up to 1e-3 relative in the residuals, since a tissue signal has
+    a large mean and a small variance.
     """
     check_dims(bold, [*SPATIAL, TIME], func="tissue_signals")
     masks: list[tuple[str, xr.DataArray]] = []
@@ -138,10 +142,11 @@ def tissue_signals(
     for name, m in masks:
         check_dims(m, SPATIAL, func="tissue_signals")
         check_same_grid(bold, m, names=("bold", name), func="tissue_signals")
-        weight = (m != 0).astype(bold.dtype if np.issubdtype(bold.dtype, np.floating) else np.float64)
+        weight = (m != 0).astype(np.float64)
         weight = weight.drop_vars([c for c in weight.coords if c not in weight.dims or c in SPATIAL])
         count = weight.sum(SPATIAL)
-        mean = xr.dot(bold.drop_vars([c for c in SPATIAL if c in bold.coords]), weight, dim=SPATIAL) / count
+        values = bold.drop_vars([c for c in SPATIAL if c in bold.coords]).astype(np.float64)
+        mean = xr.dot(values, weight, dim=SPATIAL) / count
         series.append(mean.expand_dims({CONFOUND: [name]}, axis=-1))
     out = xr.concat(series, dim=CONFOUND)
     out = out.transpose(..., TIME, CONFOUND)

@@ -42,6 +42,10 @@ logger = logging.getLogger("brainarr")
 
 #: Variables read per subject by a subject task (those present in the store).
 _INPUTS = ("bold", "confounds", *SUBJECT_TISSUES)
+#: A subject whose inputs take at most this many bytes is read into memory whole and its maps
+#: computed on numpy arrays (no graph to build: the cost of small subjects); a larger one is
+#: computed chunk by chunk as stored, so its memory stays that of a few chunks.
+IN_MEMORY_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ def compute_subject(
 ) -> dict[str, Any]:
     """Compute and write the maps ``names`` of subject ``index`` (one subject task).
 
+    The maps are those of :func:`~brainarr.study.subject_maps`, bit for bit whether the
+    inputs are read whole (up to :data:`IN_MEMORY_BYTES`) or computed chunk by chunk.
+
     Parameters
     ----------
     ctx : SubjectContext
@@ -125,6 +132,8 @@ def compute_subject(
     start = time.perf_counter()
     group = open_group(ctx.store, "r+", ctx.storage_options)
     inputs = _subject_inputs(group, ctx, index)
+    if inputs.nbytes <= IN_MEMORY_BYTES:
+        inputs = inputs.load()
     bold = inputs["bold"].isel({SUBJECT: 0}, drop=True)
     bold.attrs.update(tr=ctx.tr, affine=ctx.affine)
     motion = motion_parameters(inputs["confounds"].isel({SUBJECT: 0}, drop=True))
