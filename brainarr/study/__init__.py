@@ -6,7 +6,14 @@ differently (another cluster, another set of maps) without copying them.
 
 from brainarr.study._derived import derived_state, prepare_variable
 from brainarr.study._families import FAMILY_VARIABLES, GROUP_VARIANTS, family_of, family_params, params_hash
-from brainarr.study._maps import SUBJECT_TISSUES, analysis_masks, motion_parameters, subject_maps, subject_masks
+from brainarr.study._maps import (
+    SUBJECT_TISSUES,
+    analysis_masks,
+    motion_parameters,
+    seed_masks,
+    subject_maps,
+    subject_masks,
+)
 from brainarr.study._progress import Progress
 from brainarr.study._subjects import SubjectContext, compute_subject, run_subject_stage
 
@@ -25,6 +32,7 @@ __all__ = [
     "params_hash",
     "prepare_variable",
     "run_subject_stage",
+    "seed_masks",
     "subject_maps",
     "subject_masks",
 ]

@@ -10,13 +10,26 @@ import xarray as xr
 from brainarr._core.dims import SEED, SPATIAL, SUBJECT
 from brainarr.config import StudyConfig
 
-__all__ = ["CONF", "SUBJECT_TISSUES", "analysis_masks", "motion_parameters", "subject_maps", "subject_masks"]
+__all__ = [
+    "CONF",
+    "SUBJECT_TISSUES",
+    "analysis_masks",
+    "motion_parameters",
+    "seed_masks",
+    "subject_maps",
+    "subject_masks",
+]
 
 CONF = "confound"
 
 
 def analysis_masks(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.DataArray]:
-    """Grey-matter, white-matter and CSF masks: the store's, else MNI152 probabilities thresholded."""
+    """The study's masks on the cohort grid, computed once for every subject.
+
+    ``gm``, ``wm`` and ``csf``: the store's masks, else the MNI152 probabilities thresholded
+    at ``[preprocess] mask_threshold`` / ``tissue_threshold``; with the FC family, ``seeds``:
+    the seed regions ``(seed, x, y, z)`` (:func:`seed_masks`).
+    """
     from brainarr.datasets import gm_mask, tissue_probability
 
     pre = config.preprocess
@@ -37,7 +50,18 @@ def analysis_masks(cohort: xr.Dataset, config: StudyConfig) -> dict[str, xr.Data
         m = m.load().assign_coords(coords)
         m.attrs["affine"] = affine
         out[key] = m
+    if "fc" in config.metrics.families:
+        out["seeds"] = seed_masks(out["gm"], config)
     return out
+
+
+def seed_masks(grid: xr.DataArray, config: StudyConfig) -> xr.DataArray:
+    """The FC seeds of ``config`` (AAL region names) as masks ``(seed, x, y, z)`` on ``grid``."""
+    from brainarr.datasets import aal, regions
+
+    seeds = regions(aal(like=grid), list(config.metrics.seeds))
+    seeds.attrs["affine"] = grid.attrs.get("affine")
+    return seeds
 
 
 #: Per-subject tissue probability maps a raw ingest stores (:func:`brainarr.raw.ingest`).
@@ -82,7 +106,8 @@ def subject_maps(
     motion : xarray.DataArray (time, confound)
         The six realignment parameters.
     masks : mapping
-        ``"gm"``, ``"wm"``, ``"csf"`` boolean masks (see :func:`analysis_masks`).
+        ``"gm"``, ``"wm"``, ``"csf"`` boolean masks (see :func:`analysis_masks`), and
+        optionally ``"seeds"`` (else the FC seeds are found by name in the AAL atlas).
     config : StudyConfig
         Study settings.
     families : tuple of str
@@ -129,7 +154,8 @@ def subject_maps(
             out["reho"] = kcc
             out["smreho"] = metrics.smooth_normalize(kcc, gm, fwhm=met.smooth_fwhm, method="mean", name="smreho")
         if "fc" in families:
-            out["zfc"] = metrics.seed_fc(filtered, list(met.seeds), mask=gm)["zfc"]
+            seeds = masks["seeds"] if "seeds" in masks else list(met.seeds)
+            out["zfc"] = metrics.seed_fc(filtered, seeds, mask=gm)["zfc"]
         if "dc" in families:
             dc = metrics.degree_centrality(filtered, gm, threshold=met.dc_threshold)
             variants = metrics.dc_variants(dc, gm, fwhm=met.smooth_fwhm)

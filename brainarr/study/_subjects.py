@@ -180,6 +180,13 @@ def _active_client(client):
         return None
 
 
+def _warm_up() -> None:
+    """Import what a subject task needs (run on every worker while the driver prepares the store)."""
+    import brainarr.metrics
+    import brainarr.preprocess
+    import brainarr.study  # noqa: F401
+
+
 def _check_reachable(store: str, client) -> None:
     """Refuse an in-memory store when workers run in other processes (they cannot see it)."""
     if not store.startswith("memory://"):
@@ -272,6 +279,13 @@ def run_subject_stage(
     """
     if "://" not in store:
         store = os.path.abspath(store)
+    client = _active_client(client)
+    warming = []
+    if client is not None:  # new worker processes import while the store is prepared
+        warming = [
+            client.submit(_warm_up, workers=[address], allow_other_workers=False, pure=False)
+            for address in client.scheduler_info()["workers"]
+        ]
     subjects = [str(s) for s in cohort[SUBJECT].values]
     grid = masks["gm"]
     todo: dict[str, list[str]] = {}
@@ -304,7 +318,6 @@ def run_subject_stage(
         tr=float(cohort.attrs["tr"]),
         affine=[list(map(float, row)) for row in np.asarray(cohort.attrs["affine"])],
     )
-    client = _active_client(client)
     committer = _Committer(store, storage_options, digests)
     if client is not None and progress:
         link = getattr(client, "dashboard_link", None)
@@ -319,4 +332,5 @@ def run_subject_stage(
     finally:
         committer.flush()
         bar.close()
+        del warming
     return todo
