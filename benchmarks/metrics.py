@@ -18,6 +18,17 @@ Usage::
 
     python benchmarks/metrics.py            # all metrics, Markdown table at the end
     python benchmarks/metrics.py reho dc    # a subset (dc = dc at N = 53,585 and 67,541)
+    python benchmarks/metrics.py ec         # eigenvector centrality on the 6 mm grid
+    python benchmarks/metrics.py graphs     # building the centrality graphs of a study
+
+``ec`` times :func:`brainarr.metrics.eigenvector_centrality` on the same kind of data on the
+6 mm grid (N = 6,726 grey-matter voxels, where the exact eigenvector of the N x N matrix is
+cheap to get with :func:`scipy.linalg.eigh`): fast ECM and the graph r > 0.25, with the
+largest difference from the exact eigenvector.
+
+``graphs`` times building (not computing) the graphs of degree centrality (threshold and
+sparsity), eigenvector centrality and LFCD for a lazy 63-subject study on the 3 mm grid, with
+their numbers of tasks, then computes each for one subject on the 6 mm grid (best of 3).
 """
 
 from __future__ import annotations
@@ -48,13 +59,13 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _make_subject(n_voxels: int | None = None):
+def _make_subject(n_voxels: int | None = None, voxel_size: float = 3.0):
     import scipy.ndimage
 
     import brainarr as ba
     from brainarr.testing import make_bold
 
-    grid = ba.datasets.study_grid()
+    grid = ba.datasets.study_grid(voxel_size)
     if n_voxels is None:
         mask = ba.datasets.gm_mask(like=grid)
     else:  # the n_voxels voxels of highest grey-matter probability
@@ -64,11 +75,12 @@ def _make_subject(n_voxels: int | None = None):
         keep[np.argsort(flat, kind="stable")[::-1][:n_voxels]] = True
         mask = prob.copy(data=keep.reshape(prob.shape))
     rng = np.random.default_rng(0)
-    values = rng.standard_normal(SHAPE, dtype=np.float32)
+    shape = (*grid.shape, SHAPE[3])
+    values = rng.standard_normal(shape, dtype=np.float32)
     # spatially smooth a slow common signal in so that correlations are realistic (some above 0.25)
     slow = scipy.ndimage.gaussian_filter(rng.standard_normal((16, 18, 16, SHAPE[3]), dtype=np.float32), (1, 1, 1, 2))
-    zoom = scipy.ndimage.zoom(slow, [a / b for a, b in zip(SHAPE[:3], slow.shape[:3], strict=True)] + [1], order=1)
-    values += 3 * zoom[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    zoom = scipy.ndimage.zoom(slow, [a / b for a, b in zip(shape[:3], slow.shape[:3], strict=True)] + [1], order=1)
+    values += 3 * zoom[: shape[0], : shape[1], : shape[2]]
     bold = make_bold(values, affine=np.asarray(grid.attrs["affine"]), tr=2.0)
     bold = ba.rechunk_for_metrics(bold)
     return bold, mask
@@ -168,6 +180,88 @@ def run_one(name: str) -> dict:
     return result
 
 
+def ec_benchmark() -> None:
+    """Time eigenvector centrality and compare it with the exact eigenvector (6 mm grid)."""
+    import warnings
+
+    import dask
+    import scipy.linalg
+
+    import brainarr.metrics as bm
+
+    bold, mask = _make_subject(voxel_size=6.0)
+    inside = mask.values
+    x = bold.values[inside].astype(np.float64)
+    n = x.shape[0]
+    print(f"eigenvector centrality, 6 mm grid, N = {n:,} voxels x {SHAPE[3]} volumes")
+    r = np.corrcoef(x)
+    for threshold in (None, 0.25):
+        if threshold is None:
+            matrix = (r + 1) / 2
+        else:
+            matrix = np.where(r > threshold, r, 0.0)
+            np.fill_diagonal(matrix, 0.0)
+        t0 = time.perf_counter()
+        _, vec = scipy.linalg.eigh(matrix, subset_by_index=[n - 1, n - 1])
+        t_ref = time.perf_counter() - t0
+        ref = np.abs(vec[:, 0])
+        with dask.config.set(scheduler="threads"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            ec = bm.eigenvector_centrality(bold, mask, threshold=threshold).values[inside]
+            elapsed = time.perf_counter() - t0
+        label = "fast ECM (R + 1) / 2" if threshold is None else f"r > {threshold:g}"
+        note = "".join(f" [{w.message}]" for w in caught)
+        print(
+            f"  {label:<22s} {elapsed:8.2f} s, max |ec - exact| = {np.abs(ec - ref).max():.1e} "
+            f"(exact eigh {t_ref:.1f} s){note}",
+            flush=True,
+        )
+
+
+def graphs_benchmark(n_subjects: int = 63, repeats: int = 3) -> None:
+    """Time building the centrality graphs of a study and computing them for one subject."""
+    import dask
+    import dask.array as da
+    import xarray as xr
+
+    import brainarr as ba
+    import brainarr.metrics as bm
+
+    grid = ba.datasets.study_grid()
+    mask = ba.datasets.gm_mask(like=grid).compute()
+    data = da.zeros((n_subjects, *grid.shape, SHAPE[3]), np.float32, chunks=(1, 31, 37, 31, -1))
+    study = xr.DataArray(
+        data,
+        dims=("subject", "x", "y", "z", "time"),
+        coords={"subject": [f"sub-{i:02d}" for i in range(n_subjects)], **{d: grid[d] for d in ("x", "y", "z")}},
+        attrs={"affine": grid.attrs["affine"], "tr": 2.0},
+    )
+    steps = {
+        "dc r > 0.25": lambda b, m: bm.degree_centrality(b, m),
+        "dc sparsity 1%": lambda b, m: bm.degree_centrality(b, m, sparsity=1.0),
+        "ec r > 0.25": lambda b, m: bm.eigenvector_centrality(b, m, threshold=0.25, max_iter=20),
+        "lfcd": lambda b, m: bm.lfcd(b, m),
+    }
+    print(f"building the graphs of {n_subjects} subjects, 3 mm grid, N = {int(mask.sum()):,}")
+    for label, fn in steps.items():
+        t0 = time.perf_counter()
+        out = fn(study, mask)
+        elapsed = time.perf_counter() - t0
+        print(f"  {label:<16s} {elapsed:6.2f} s, {len(out.__dask_graph__()):,} tasks", flush=True)
+    bold, mask6 = _make_subject(voxel_size=6.0)
+    bold = bold.chunk({"x": 16, "y": 19})
+    print(f"computing one subject, 6 mm grid, N = {int(mask6.values.sum()):,}, chunks {dict(bold.chunksizes)}")
+    for label, fn in steps.items():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with dask.config.set(scheduler="threads"):
+                fn(bold, mask6).compute()
+            times.append(time.perf_counter() - t0)
+        print(f"  {label:<16s} {min(times):6.2f} s (best of {repeats})", flush=True)
+
+
 def _table(results: dict) -> str:
     lines = [
         "| metric | N | brainarr time | peak memory: RSS / allocated while computing "
@@ -188,6 +282,12 @@ def _table(results: dict) -> str:
 
 def main(argv: list[str]) -> None:
     """Run each requested metric in a fresh process and print a table."""
+    if argv == ["ec"]:
+        ec_benchmark()
+        return
+    if argv == ["graphs"]:
+        graphs_benchmark()
+        return
     if argv and argv[0] == "--one":
         print(json.dumps(run_one(argv[1])))
         return

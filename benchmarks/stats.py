@@ -9,6 +9,12 @@ method (per permutation), and, with ``--workers``, the TFCE test on a
 skips that step; the paper-size measurement is::
 
     python benchmarks/stats.py 0 --tfce 5000 --direct 0
+
+``python benchmarks/stats.py --clusters`` times the cluster bookkeeping alone on a rough t map
+of the study grid with hundreds of clusters of both signs (smoothed noise, |t| >= 1.5 or the
+GRF thresholds with k = 1): :func:`brainarr.stats.cluster_table` (without and with
+sub-peaks), :func:`brainarr.stats.grf` with a given FWHM, and the per-permutation cluster
+statistics of :func:`brainarr.stats.permutation` (63 maps, 100 permutations).
 """
 
 from __future__ import annotations
@@ -114,12 +120,63 @@ def main(n_perm: int = 200, *, n_tfce: int = 200, n_direct: int | None = None, w
     print("load average", os.getloadavg())
 
 
+def clusters_benchmark(n_perm: int = 100, repeats: int = 3) -> None:
+    """Time cluster labelling, sizes and peaks (see the module docstring)."""
+    grid = ba.datasets.study_grid()
+    gm = ba.datasets.gm_mask(like=grid).compute()
+    atlas = ba.datasets.aal(like=grid)
+    noise = np.random.default_rng(5).standard_normal(grid.shape)
+    t = ndi.gaussian_filter(noise, 0.8)
+    t = np.where(gm.values, 2.0 * t / t.std(), 0.0)
+    t_map = grid.copy(data=t.astype(float))
+    thresholded = t_map.where(np.abs(t_map) >= 1.5, 0.0)
+    table = bs.cluster_table(thresholded, atlas=atlas)
+    print(
+        f"t map {grid.shape}: {int((table.peak_t > 0).sum())} positive and {int((table.peak_t < 0).sum())} "
+        f"negative clusters, largest {int(table['size'].max())} voxels, {int(np.count_nonzero(thresholded))} voxels"
+    )
+
+    def best(name, fn):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        print(f"{name:<48s} {min(times):8.3f} s (best of {repeats})", flush=True)
+        return out
+
+    best("cluster_table", lambda: bs.cluster_table(thresholded, atlas=atlas))
+    best("cluster_table, subpeaks", lambda: bs.cluster_table(thresholded, atlas=atlas, subpeaks=True))
+    ds = xr.Dataset({"t": t_map}, attrs={"dof": 59, "affine": grid.attrs["affine"]})
+    g = best("grf (fwhm 2 mm given, voxel p 0.2)", lambda: bs.grf(ds, mask=gm, voxel_p=0.2, fwhm=2.0))
+    print(f"  {g.sizes['cluster_id']} clusters of at least k = {g.attrs['cluster_size']} voxels")
+    best("cluster_table of the grf Dataset", lambda: bs.cluster_table(g, atlas=atlas))
+    n = 63
+    maps = xr.DataArray(
+        np.stack([ndi.gaussian_filter(np.random.default_rng(i).standard_normal(grid.shape), 0.8) for i in range(n)]),
+        dims=("subject", "x", "y", "z"),
+        coords={
+            "subject": [f"sub-{i:02d}" for i in range(n)],
+            **{d: grid[d] for d in ("x", "y", "z")},
+            "group": ("subject", ["patient"] * 31 + ["control"] * 32),
+        },
+        attrs={"affine": grid.attrs["affine"]},
+    )
+    for stat in ("cluster_size", "cluster_mass"):
+
+        def run(stat=stat):
+            return bs.permutation(maps, mask=gm, n_perm=n_perm, stat=stat, voxel_p=0.2, covariates=()).compute()
+
+        best(f"permutation {stat}, {n_perm} perms", run)
+
+
 def tfce_run(maps, mask, n_perm):
     return bs.permutation(maps, mask=mask, n_perm=n_perm, stat="tfce").compute()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clusters", action="store_true", help="time the cluster bookkeeping only")
     parser.add_argument("n_perm", nargs="?", type=int, default=200, help="voxel and cluster-mass permutations")
     parser.add_argument("--tfce", type=int, default=200, help="TFCE permutations (graph method)")
     parser.add_argument("--direct", type=int, default=None, help="TFCE permutations labelling every height")
@@ -127,4 +184,7 @@ if __name__ == "__main__":
     parser.add_argument("--worker-perms", type=int, default=None, help="TFCE permutations on each cluster")
     args = parser.parse_args()
     print("load average", os.getloadavg())
+    if args.clusters:
+        clusters_benchmark()
+        raise SystemExit
     main(args.n_perm, n_tfce=args.tfce, n_direct=args.direct, workers=args.workers, worker_perms=args.worker_perms)

@@ -2,7 +2,9 @@
 
 The page is one HTML file with inline CSS and figures embedded as base64 data URIs: no
 external links, fonts, scripts or images, so it can be archived, mailed or opened offline and
-renders the same everywhere.
+renders the same everywhere. Its markup and style are the Jinja template
+``brainarr/templates/report.html`` and ``report.css`` (package data); this module only
+formats the values that fill it, and the template escapes every one of them.
 
 Examples
 --------
@@ -18,17 +20,18 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
+import functools
 import io
 import os
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -50,51 +53,6 @@ VERSIONED_PACKAGES = (
 )
 
 _IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f4f5f7; color: #1d2430;
-  font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 40px; background: #fff;
-  min-height: 100vh; box-shadow: 0 0 0 1px #e3e6ea; }
-header h1 { margin: 0 0 4px; font-size: 28px; line-height: 1.25; }
-header .subtitle { margin: 0; color: #5b6472; }
-header .generated { margin: 6px 0 0; color: #7a8391; font-size: 13px; }
-nav.toc { margin: 20px 0 8px; padding: 12px 18px; background: #f7f8fa; border: 1px solid #e3e6ea;
-  border-radius: 6px; }
-nav.toc h2 { margin: 0 0 6px; font-size: 15px; text-transform: uppercase; letter-spacing: .04em;
-  color: #5b6472; border: 0; padding: 0; }
-nav.toc ol { margin: 0; padding-left: 22px; columns: 2; column-gap: 40px; }
-nav.toc a { color: #1f5fbf; text-decoration: none; }
-nav.toc a:hover { text-decoration: underline; }
-section { margin-top: 30px; }
-h2 { font-size: 20px; margin: 0 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e3e6ea; }
-p { margin: 0 0 10px; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
-  background: #f1f3f5; padding: 1px 4px; border-radius: 3px; }
-.table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 14px; margin: 4px 0 6px; }
-th, td { padding: 6px 10px; border-bottom: 1px solid #e3e6ea; text-align: left; vertical-align: top; }
-thead th { background: #2f3b4c; color: #fff; font-weight: 600; border-bottom: 0; white-space: nowrap; }
-tbody tr:nth-child(even) { background: #f7f8fa; }
-tbody tr:hover { background: #eef4ff; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.neg { color: #1f4fbf; }
-td.pos { color: #c0392b; }
-table.params td:first-child { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  font-size: 13px; white-space: nowrap; width: 30%; }
-figure { margin: 6px 0 0; }
-figure img { display: block; max-width: 100%; height: auto; margin: 0 auto;
-  border: 1px solid #e3e6ea; border-radius: 4px; }
-.caption, figcaption { color: #5b6472; font-size: 13px; margin-top: 6px; }
-footer { margin-top: 40px; padding-top: 12px; border-top: 2px solid #e3e6ea; color: #5b6472;
-  font-size: 13px; }
-footer h2 { font-size: 16px; border: 0; }
-footer table { width: auto; font-size: 13px; }
-footer td, footer th { padding: 3px 14px 3px 0; border-bottom: 1px solid #eef0f3; }
-@media print { body { background: #fff; } main { box-shadow: none; } nav.toc { display: none; } }
-"""
 
 
 def _version_of(name: str) -> str:
@@ -132,16 +90,45 @@ def _slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _paragraphs(text: str) -> str:
-    """Escaped paragraphs (blank-line separated), with `code` spans."""
+@dataclass(frozen=True)
+class _Text:
+    """Paragraphs, each a list of ``(is_code, text)`` parts."""
+
+    paragraphs: list[list[tuple[bool, str]]]
+    kind: str = "text"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table: column ``(name, numeric)`` pairs and rows of ``(text, css classes)`` cells."""
+
+    columns: list[tuple[str, bool]]
+    rows: list[list[tuple[str, str]]]
+    caption: str | None = None
+    css_class: str = ""
+    empty: str = "(no rows)"
+    kind: str = "table"
+
+
+@dataclass(frozen=True)
+class _Figure:
+    """An image embedded as a data URI."""
+
+    uri: str
+    alt: str
+    caption: str | None = None
+    kind: str = "figure"
+
+
+def _paragraphs(text: str) -> _Text:
+    """Paragraphs (blank-line separated, whitespace collapsed), with `code` spans."""
     out = []
     for block in re.split(r"\n\s*\n", text.strip()):
         if not block.strip():
             continue
-        escaped = html.escape(" ".join(block.split()))
-        escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-        out.append(f"<p>{escaped}</p>")
-    return "\n".join(out)
+        parts = re.split(r"`([^`]+)`", " ".join(block.split()))
+        out.append([(i % 2 == 1, part) for i, part in enumerate(parts) if part])
+    return _Text(out)
 
 
 def _format_cell(value: Any, decimals: int) -> tuple[str, str]:
@@ -160,13 +147,14 @@ def _format_cell(value: Any, decimals: int) -> tuple[str, str]:
     return str(value), ""
 
 
-def _table_html(
+def _table(
     table: pd.DataFrame,
     *,
     decimals: int | Mapping[str, int],
     index: bool | Literal["auto"],
     signed: bool | Sequence[str],
-) -> str:
+    caption: str | None,
+) -> _Table:
     if index == "auto":
         index = not isinstance(table.index, pd.RangeIndex) or table.index.name is not None
     frame = table.reset_index() if index else table
@@ -181,11 +169,6 @@ def _table_html(
         col_signed = [signed] * len(columns)
     else:
         col_signed = [c in {str(n) for n in signed} for c in columns]
-    num_attr = ' class="num"'
-    head = "".join(
-        f'<th scope="col"{num_attr if num else ""}>{html.escape(c)}</th>'
-        for c, num in zip(columns, numeric, strict=True)
-    )
     rows = []
     for values in frame.itertuples(index=False, name=None):
         cells = []
@@ -193,11 +176,9 @@ def _table_html(
             text, cls = _format_cell(v, dec)
             if sgn and cls == "num" and np.isfinite(v) and v != 0:
                 cls += " neg" if v < 0 else " pos"
-            attr = f' class="{cls}"' if cls else ""
-            cells.append(f"<td{attr}>{html.escape(text)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    body = "\n".join(rows) if rows else f'<tr><td colspan="{len(columns)}">(no rows)</td></tr>'
-    return f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
+            cells.append((text, cls))
+        rows.append(cells)
+    return _Table(list(zip(columns, numeric, strict=True)), rows, caption=caption or None)
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -248,7 +229,20 @@ def _figure_data_uri(figure: Any, *, dpi: float, name: str) -> str:
 class _Section:
     name: str
     anchor: str
-    body: str
+    blocks: list[_Text | _Table | _Figure] = field(default_factory=list)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The Jinja environment of the report templates (package data), escaping every value."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("brainarr", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 class Report:
@@ -286,10 +280,10 @@ class Report:
         """Names of the sections, in page order."""
         return [s.name for s in self._sections]
 
-    def _add(self, name: str, body: str) -> Report:
+    def _add(self, name: str, block: _Text | _Table | _Figure) -> Report:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Report: a section name must be a non-empty string, got {name!r}")
-        self._sections.append(_Section(name, _slug(name, self._anchors), body))
+        self._sections.append(_Section(name, _slug(name, self._anchors), [block]))
         return self
 
     def add_text(self, text: str, *, name: str | None = None) -> Report:
@@ -308,13 +302,13 @@ class Report:
         Report
             ``self``, so calls can be chained.
         """
-        body = _paragraphs(str(text))
+        block = _paragraphs(str(text))
         if name is None:
             if self._sections:
-                self._sections[-1].body += "\n" + body
+                self._sections[-1].blocks.append(block)
                 return self
             name = "Notes"
-        return self._add(name, body)
+        return self._add(name, block)
 
     def add_table(
         self,
@@ -354,10 +348,7 @@ class Report:
         """
         if not isinstance(table, pd.DataFrame):
             raise TypeError(f"Report.add_table({name!r}): expected a pandas DataFrame, got {type(table).__name__}")
-        body = _table_html(table, decimals=decimals, index=index, signed=signed)
-        if caption:
-            body += f'\n<p class="caption">{html.escape(caption)}</p>'
-        return self._add(name, body)
+        return self._add(name, _table(table, decimals=decimals, index=index, signed=signed, caption=caption))
 
     def add_figure(self, name: str, figure: Any, *, caption: str | None = None, dpi: float = 110) -> Report:
         """Add a figure, embedded as a base64 data URI (PNG for a matplotlib Figure).
@@ -379,9 +370,7 @@ class Report:
             ``self``.
         """
         uri = _figure_data_uri(figure, dpi=dpi, name=name)
-        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        body = f'<figure><img src="{uri}" alt="{html.escape(name, quote=True)}">{cap}</figure>'
-        return self._add(name, body)
+        return self._add(name, _Figure(uri, name, caption or None))
 
     def add_parameters(
         self, parameters: Mapping[str, Any], *, name: str = "Parameters", caption: str | None = None
@@ -405,17 +394,9 @@ class Report:
         """
         if not isinstance(parameters, Mapping):
             raise TypeError(f"Report.add_parameters: expected a mapping, got {type(parameters).__name__}")
-        rows = "\n".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(_value_text(v))}</td></tr>" for k, v in _flatten(parameters)
-        )
-        body = (
-            '<div class="table-wrap"><table class="params">\n'
-            '<thead><tr><th scope="col">parameter</th><th scope="col">value</th></tr></thead>\n'
-            f"<tbody>\n{rows}\n</tbody>\n</table></div>"
-        )
-        if caption:
-            body += f'\n<p class="caption">{html.escape(caption)}</p>'
-        return self._add(name, body)
+        rows = [[(k, ""), (_value_text(v), "")] for k, v in _flatten(parameters)]
+        columns = [("parameter", False), ("value", False)]
+        return self._add(name, _Table(columns, rows, caption=caption or None, css_class="params", empty=""))
 
     def to_html(self) -> str:
         """The whole page as an HTML5 string (inline CSS, no external resources).
@@ -425,52 +406,17 @@ class Report:
         str
             The document.
         """
-        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        versions = software_versions()
-        toc = "\n".join(f'<li><a href="#{s.anchor}">{html.escape(s.name)}</a></li>' for s in self._sections)
-        toc += '\n<li><a href="#software-versions">Software versions</a></li>'
-        sections = "\n".join(
-            f'<section id="{s.anchor}">\n<h2>{html.escape(s.name)}</h2>\n{s.body}\n</section>' for s in self._sections
+        return (
+            _environment()
+            .get_template("report.html")
+            .render(
+                title=self.title,
+                subtitle=self.subtitle,
+                stamp=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                versions=software_versions(),
+                sections=self._sections,
+            )
         )
-        version_rows = "\n".join(
-            f'<tr><th scope="row">{html.escape(k)}</th><td>{html.escape(v)}</td></tr>' for k, v in versions.items()
-        )
-        subtitle = f'<p class="subtitle">{html.escape(self.subtitle)}</p>' if self.subtitle else ""
-        return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="brainarr {html.escape(versions["brainarr"])}">
-<title>{html.escape(self.title)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<main>
-<header>
-<h1>{html.escape(self.title)}</h1>
-{subtitle}
-<p class="generated">Written {stamp} with brainarr {html.escape(versions["brainarr"])}</p>
-</header>
-<nav class="toc" id="contents">
-<h2>Contents</h2>
-<ol>
-{toc}
-</ol>
-</nav>
-{sections}
-<footer id="software-versions">
-<h2>Software versions</h2>
-<table>
-<tbody>
-{version_rows}
-</tbody>
-</table>
-</footer>
-</main>
-</body>
-</html>
-"""
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the page to ``path`` atomically (temporary file in the same folder, then rename).

@@ -81,6 +81,19 @@ class TestGrid:
         rot[:2, :2] = [[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]
         assert not is_axis_aligned(rot)
 
+    def test_permuted_axes_are_not_axis_aligned(self):
+        # zero obliquity, but voxel x runs along world y: coordinates cannot be world mm
+        perm = np.array([[0, 2.0, 0, 0], [3.0, 0, 0, 0], [0, 0, 4.0, 0], [0, 0, 0, 1]])
+        assert not is_axis_aligned(perm)
+        np.testing.assert_allclose(voxel_size(perm), [3, 2, 4])
+
+    def test_voxel_size_of_an_oblique_sheared_affine(self, rng):
+        affine = np.eye(4)
+        affine[:3, :3] = rng.standard_normal((3, 3))
+        affine[:3, 3] = rng.standard_normal(3) * 50
+        expected = [np.sqrt(sum(affine[r, c] ** 2 for r in range(3))) for c in range(3)]
+        np.testing.assert_allclose(voxel_size(affine), expected, rtol=1e-14)
+
 
 class TestValidation:
     def test_check_dims(self):

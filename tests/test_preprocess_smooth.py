@@ -100,6 +100,32 @@ class TestSmooth:
         np.testing.assert_allclose(out.values, ref, rtol=1e-10, atol=1e-12)
         assert np.all(out.values[~maskv] == 0)
 
+    @pytest.mark.parametrize("mask_chunks", [None, {"x": 4}])
+    def test_mask_thin_chunks_lazy(self, vol, mask_chunks):
+        # chunks thinner than the halo, a dask or numpy mask: lazy, and equal to scipy
+        maskv = np.zeros(SHAPE, bool)
+        maskv[1:10, 2:11, 2:12] = True
+        mask = make_bold(maskv, name="mask")
+        if mask_chunks is not None:
+            mask = mask.chunk(mask_chunks)
+        img = make_bold(vol).chunk({"x": 1, "y": (2, 10), "z": 3})
+        with raise_if_dask_computes():
+            out = pp.smooth(img, 6.0, mask=mask)
+        assert dask.is_dask_collection(out.data)
+        sig = sigma_vox(6.0, 3.0)
+        w = maskv.astype(float)
+        ref = np.where(maskv, ndi.gaussian_filter(vol * w, sig) / ndi.gaussian_filter(w, sig), 0.0)
+        np.testing.assert_allclose(out.values, ref, rtol=1e-10, atol=1e-12)
+
+    def test_kernel_longer_than_an_axis(self, vol):
+        # 40 mm at 3 mm voxels: a halo of 23 voxels, more than every axis
+        img = make_bold(vol).chunk({"x": 4, "y": 5, "z": 6})
+        with raise_if_dask_computes():
+            out = pp.smooth(img, 40.0)
+        assert out.chunks == ((11,), (12,), (13,))
+        ref = ndi.gaussian_filter(vol, sigma_vox(40.0, 3.0))
+        np.testing.assert_allclose(out.values, ref, rtol=1e-10, atol=1e-12)
+
     def test_mask_constant_inside_stays_constant(self):
         maskv = np.zeros(SHAPE, bool)
         maskv[3:8, 2:9, 4:10] = True

@@ -277,6 +277,25 @@ class TestReport:
         assert path.read_bytes() == before
         assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
 
+    def test_markup_and_style_come_from_the_packaged_template(self, report):
+        from importlib.resources import files
+
+        templates = files("brainarr") / "templates"
+        css = (templates / "report.css").read_text(encoding="utf-8")
+        page = parse(report.to_html())
+        assert page.style.strip() == css.strip()
+        assert "<!DOCTYPE html>" in (templates / "report.html").read_text(encoding="utf-8")
+
+    def test_every_value_is_escaped(self):
+        evil = "<script>alert('x')</script>"
+        rep = Report(evil, subtitle=evil).add_text(f"`{evil}` {evil}", name=evil)
+        rep.add_parameters({evil: evil}).add_table(evil, pd.DataFrame({evil: [evil]}), caption=evil)
+        text = rep.to_html()
+        page = parse(text)
+        assert "script" not in [t for t, _ in page.tags]
+        assert "<script>" not in text
+        assert page.text.count(evil) >= 8
+
     def test_bad_inputs(self, tmp_path):
         with pytest.raises(ValueError, match="title"):
             Report("  ")

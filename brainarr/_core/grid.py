@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import xarray as xr
+from nibabel.affines import voxel_sizes
 
 from brainarr._core.dims import SPATIAL
 from brainarr.exceptions import ObliqueAffineWarning
@@ -20,15 +21,31 @@ _COORD_ATTRS = {
 
 
 def is_axis_aligned(affine: np.ndarray, *, atol: float = 1e-6) -> bool:
-    """True when voxel axis i maps to world axis i alone (diagonal 3 x 3 part; flips allowed)."""
+    """True when voxel axis i maps to world axis i alone (diagonal 3 x 3 part; flips allowed).
+
+    Stricter than a zero :func:`nibabel.affines.obliquity`, which also holds for permuted
+    axes (an LIA or PIR image): the coordinates of :func:`spatial_coords` need voxel axis
+    ``x`` along world x, ``y`` along y and ``z`` along z.
+    """
     block = np.asarray(affine, float)[:3, :3]
     off = block - np.diag(np.diag(block))
     return bool(np.all(np.abs(off) <= atol * max(1.0, np.abs(block).max())) and np.all(np.diag(block) != 0))
 
 
 def voxel_size(affine: np.ndarray) -> np.ndarray:
-    """Voxel edge lengths in mm (norms of the affine's first three columns)."""
-    return np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    """Voxel edge lengths in mm of a 4 x 4 affine (:func:`nibabel.affines.voxel_sizes`).
+
+    Parameters
+    ----------
+    affine : array (4, 4)
+        Voxel-to-world matrix.
+
+    Returns
+    -------
+    numpy.ndarray (3,) of float
+        The norms of the first three columns, in mm.
+    """
+    return voxel_sizes(np.asarray(affine, float))
 
 
 def spatial_coords(affine: np.ndarray, shape: tuple[int, int, int], *, source: str = "") -> dict[str, xr.Variable]:

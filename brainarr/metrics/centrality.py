@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import operator
 
 import dask
 import dask.array as dsa
 import numpy as np
 import xarray as xr
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL, TIME
@@ -22,7 +19,7 @@ from brainarr.metrics._kernels import (
     SPARSITY_BINS,
     degree_histogram,
     degree_upper,
-    eigenvector_power,
+    leading_eigenvector,
     sparsity_band,
     sparsity_pass2,
     sparsity_pass3,
@@ -65,20 +62,6 @@ def default_block_size(n_voxels: int, *, target_mib: float = BLOCK_TARGET_MIB) -
     return int(min(max(math.floor(target_mib * 2**20 / (4 * n)), 1), n))
 
 
-def _gather(block: np.ndarray, sub: int | None, mask_block: np.ndarray) -> np.ndarray:
-    """In-mask series of one spatial block, standardised (rows of z / sqrt(T - 1))."""
-    data = block if sub is None else block[sub]
-    return zscore_rows(data[mask_block])
-
-
-def _scatter(values: np.ndarray | None, mask_block: np.ndarray, column: int) -> np.ndarray:
-    """Put the per-voxel values of one spatial block back on its grid (0 elsewhere)."""
-    out = np.zeros(mask_block.shape, np.float32)
-    if values is not None:
-        out[mask_block] = values[:, column]
-    return out
-
-
 def _block_slices(chunks: tuple[tuple[int, ...], ...]) -> list[list[slice]]:
     slices = []
     for c in chunks:
@@ -87,51 +70,64 @@ def _block_slices(chunks: tuple[tuple[int, ...], ...]) -> list[list[slice]]:
     return slices
 
 
+def _scatter(slot: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Put per-row values on one spatial chunk: ``values[slot]`` where ``slot >= 0``, 0 elsewhere."""
+    out = np.zeros(slot.shape, np.float32)
+    inside = slot >= 0
+    out[inside] = values[slot[inside]]
+    return out
+
+
+class _Layout:
+    """Where the in-mask voxels of a mask go as rows, for one spatial chunking.
+
+    Rows are ordered spatial chunk by spatial chunk (C order of the chunks, then C order of
+    the voxels within a chunk), so that the row blocks of the metrics follow the data layout.
+    The same for every subject, so it is worked out once.
+    """
+
+    def __init__(self, mask: np.ndarray, spatial_chunks: tuple[tuple[int, ...], ...]) -> None:
+        #: row of each in-mask voxel, -1 elsewhere (x, y, z) int32
+        self.slot = np.full(mask.shape, -1, np.int32)
+        n = 0
+        for block in itertools.product(*_block_slices(spatial_chunks)):
+            inside = mask[block]
+            count = int(inside.sum())
+            self.slot[block][inside] = np.arange(n, n + count)
+            n += count
+        self.n = n
+        #: flat voxel index of each row (N,)
+        self.voxels = np.empty(n, np.int64)
+        self.voxels[self.slot[mask]] = np.flatnonzero(mask)
+        self.index = np.unravel_index(self.voxels, mask.shape)
+        self.slot_chunks = dsa.from_array(self.slot, chunks=spatial_chunks)
+
+
 class _Rows:
     """In-mask rows of one subject gathered from the spatial chunks, and how to put values back."""
 
-    def __init__(self, data: dsa.Array, sub: int | None, sub_block: int | None, mask: np.ndarray) -> None:
-        self.spatial_chunks = data.chunks[-4:-1]
-        n_time = data.shape[-1]
-        slices = _block_slices(self.spatial_chunks)
-        self.block_ids = [
-            (i, j, k) for i in range(len(slices[0])) for j in range(len(slices[1])) for k in range(len(slices[2]))
-        ]
-        self.token = tokenize(data.name, sub_block, sub, mask)
-        name = f"centrality-rows-{self.token}"
-        layer: dict = {}
-        counts = []
-        self.mask_blocks = {}
-        for bid in self.block_ids:
-            mb = mask[slices[0][bid[0]], slices[1][bid[1]], slices[2][bid[2]]]
-            self.mask_blocks[bid] = mb
-            n = int(mb.sum())
-            if n == 0:
-                continue
-            src = (data.name, *(() if sub_block is None else (sub_block,)), *bid, 0)
-            layer[(name, len(counts), 0)] = (_gather, src, sub, mb)
-            counts.append(n)
-        self.counts = tuple(counts)
-        self.n = int(sum(counts))
-        graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])
-        #: standardised rows (N, T) float32, one chunk per non-empty spatial chunk
-        self.rows = dsa.Array(graph, name, chunks=(self.counts, (n_time,)), dtype=np.float32)
+    def __init__(self, data: dsa.Array, sub: int | None, layout: _Layout) -> None:
+        self.layout = layout
+        self.n = layout.n
+        series = data if sub is None else data[sub]
+        #: standardised rows (N, T) float32
+        self.rows = series.vindex[layout.index].map_blocks(
+            zscore_rows, dtype=np.float32, meta=np.empty((0, 0), np.float32)
+        )
 
-    def scatter(self, values: dsa.Array, column: int, label: str) -> dsa.Array:
-        """Map column ``column`` of per-row ``values`` (N, c) back onto the spatial chunks."""
-        per_block = values.rechunk({0: self.counts, 1: -1})
-        name = f"centrality-{label}-{column}-{tokenize(per_block.name, self.token)}"
-        layer = {}
-        j = 0
-        for bid in self.block_ids:
-            mb = self.mask_blocks[bid]
-            if mb.any():
-                layer[(name, *bid)] = (_scatter, (per_block.name, j, 0), mb, column)
-                j += 1
-            else:
-                layer[(name, *bid)] = (_scatter, None, mb, column)
-        graph = HighLevelGraph.from_collections(name, layer, dependencies=[per_block])
-        return dsa.Array(graph, name, chunks=self.spatial_chunks, dtype=np.float32)
+    def scatter(self, values: dsa.Array, column: int) -> dsa.Array:
+        """Map column ``column`` of per-row ``values`` (N, c) back onto the spatial chunks (float32)."""
+        return dsa.blockwise(
+            _scatter,
+            "xyz",
+            self.layout.slot_chunks,
+            "xyz",
+            values[:, column].rechunk(-1),
+            "n",
+            concatenate=True,
+            dtype=np.float32,
+            meta=np.empty((0, 0, 0), np.float32),
+        )
 
 
 def _degree_one(rows: _Rows, *, threshold: float, absolute: bool, block_size: int | None) -> list[dsa.Array]:
@@ -163,13 +159,42 @@ def _degree_one(rows: _Rows, *, threshold: float, absolute: bool, block_size: in
     degrees = dsa.map_blocks(
         zero_constant_rows, total, z_all, dtype=np.float64, meta=np.empty((0, 0), np.float64), chunks=total.chunks
     )
-    return [rows.scatter(degrees, column, "degree") for column in (0, 1)]
+    return [rows.scatter(degrees, column) for column in (0, 1)]
 
 
-def _task_array(name: str, layer: dict, dependencies: list, chunks, dtype, meta=None) -> dsa.Array:
-    """A dask array (or a holder of one object per key) made of the tasks in ``layer``."""
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
-    return dsa.Array(graph, name, chunks=chunks, dtype=dtype, meta=meta)
+def _boxed(value) -> np.ndarray:
+    """One Python object as the single element of a 1-d object array (a block of a holder array)."""
+    out = np.empty(1, object)
+    out[0] = value
+    return out
+
+
+def _pass2_block(rows, start, z_all, band, *, absolute: bool) -> np.ndarray:
+    return _boxed(sparsity_pass2(rows, start, z_all, band, absolute))
+
+
+def _pass2_degrees(boxes: np.ndarray) -> np.ndarray:
+    return boxes[0][0]
+
+
+def _pass2_band(boxes: np.ndarray) -> np.ndarray:
+    return _boxed(boxes[0][1])
+
+
+def _select_block(band: np.ndarray, collected: np.ndarray, *, n_all: int) -> np.ndarray:
+    return _boxed(sparsity_select(band, list(collected), n_all))
+
+
+def _pass3_block(rows, start, z_all, selected, *, absolute: bool) -> np.ndarray:
+    return sparsity_pass3(rows, start, z_all, selected[0], absolute)
+
+
+def _selected_extra(selected: np.ndarray) -> np.ndarray:
+    return selected[0][1]
+
+
+def _selected_tau(selected: np.ndarray) -> np.ndarray:
+    return np.asarray(selected[0][0], np.float64).reshape(())
 
 
 def _degree_sparsity_one(rows: _Rows, *, sparsity: float, absolute: bool, block_size: int | None) -> list[dsa.Array]:
@@ -186,63 +211,82 @@ def _degree_sparsity_one(rows: _Rows, *, sparsity: float, absolute: bool, block_
     z_all = rows.rows.rechunk({0: -1})
     n = rows.n
     k = target_edges(n, sparsity)
-    starts = [int(v) for v in np.cumsum((0, *rows_blocked.chunks[0]))[:-1]]
-    nb = len(starts)
-    rkeys = [key[0] for key in rows_blocked.__dask_keys__()]
-    zkey = z_all.__dask_keys__()[0][0]
-    tok = tokenize(rows_blocked.name, z_all.name, k, absolute, SPARSITY_BAND_LIMIT)
-    deps = [rows_blocked, z_all]
+    nb = rows_blocked.numblocks[0]
+    start = dsa.arange(n, chunks=rows_blocked.chunks[0])  # each task reads its first index
+    # the arguments of every per-row-block task: its rows, its first index and all rows
+    per_block = (rows_blocked, "it", start, "i", z_all, "kt")
     obj = np.empty(0, object)
 
-    name = f"dc-sparsity-hist-{tok}"
-    layer = {(name, i, 0): (degree_histogram, rkeys[i], starts[i], zkey, absolute) for i in range(nb)}
-    hist = _task_array(name, layer, deps, ((1,) * nb, (SPARSITY_BINS + 2,)), np.int64).sum(axis=0, split_every=8)
+    hist = dsa.blockwise(
+        degree_histogram,
+        "ib",
+        *per_block,
+        new_axes={"b": SPARSITY_BINS + 2},
+        adjust_chunks={"i": 1},
+        concatenate=True,
+        dtype=np.int64,
+        meta=np.empty((0, 0), np.int64),
+        token="dc-sparsity-hist",
+        absolute=absolute,
+    ).sum(axis=0, split_every=8)
     band = hist.map_blocks(
         sparsity_band, k, SPARSITY_BAND_LIMIT, chunks=((5,),), dtype=np.float64, meta=np.empty(0, np.float64)
     )
-    bkey = (band.name, 0)
+    # pass 2 returns (degrees, band pairs) per row block: held as one object per block
+    pass2 = dsa.blockwise(
+        _pass2_block,
+        "i",
+        *per_block,
+        band,
+        "q",
+        adjust_chunks={"i": 1},
+        concatenate=True,
+        dtype=object,
+        meta=obj,
+        token="dc-sparsity-pass2",
+        absolute=absolute,
+    )
+    degrees2 = pass2.map_blocks(
+        _pass2_degrees, chunks=((1,) * nb, (n,), (2,)), new_axis=[1, 2], dtype=np.float64, meta=np.empty((0, 0, 0))
+    )
+    band_pairs = pass2.map_blocks(_pass2_band, dtype=object, meta=obj)
+    selected = dsa.blockwise(
+        _select_block,
+        "",
+        band,
+        "q",
+        band_pairs,
+        "i",
+        concatenate=True,
+        dtype=object,
+        meta=obj,
+        token="dc-sparsity-select",
+        n_all=n,
+    )
+    pass3 = dsa.blockwise(
+        _pass3_block,
+        "inc",
+        *per_block,
+        selected,
+        "",
+        new_axes={"n": n, "c": 2},
+        adjust_chunks={"i": 1},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), np.float64),
+        token="dc-sparsity-pass3",
+        absolute=absolute,
+    )
+    extra = selected.map_blocks(
+        _selected_extra, chunks=((n,), (2,)), new_axis=[0, 1], dtype=np.float64, meta=np.empty((0, 0))
+    )
+    tau = selected.map_blocks(_selected_tau, chunks=(), dtype=np.float64, meta=np.empty((), np.float64))
 
-    name = f"dc-sparsity-pass2-{tok}"
-    layer = {(name, i): (sparsity_pass2, rkeys[i], starts[i], zkey, bkey, absolute) for i in range(nb)}
-    pass2 = _task_array(name, layer, [*deps, band], ((1,) * nb,), object, obj)
-    part = {}
-    for j, label in enumerate(("deg", "band")):
-        pname = f"dc-sparsity-pass2-{label}-{tok}"
-        if label == "deg":
-            layer = {(pname, i, 0, 0): (operator.getitem, (pass2.name, i), j) for i in range(nb)}
-            part[label] = _task_array(pname, layer, [pass2], ((1,) * nb, (n,), (2,)), np.float64)
-        else:
-            layer = {(pname, i): (operator.getitem, (pass2.name, i), j) for i in range(nb)}
-            part[label] = _task_array(pname, layer, [pass2], ((1,) * nb,), object, obj)
-
-    name = f"dc-sparsity-select-{tok}"
-    layer = {(name, 0): (sparsity_select, bkey, [(part["band"].name, i) for i in range(nb)], n)}
-    selected = _task_array(name, layer, [band, part["band"]], ((1,),), object, obj)
-    skey = (selected.name, 0)
-
-    name = f"dc-sparsity-pass3-{tok}"
-    layer = {(name, i, 0, 0): (sparsity_pass3, rkeys[i], starts[i], zkey, skey, absolute) for i in range(nb)}
-    pass3 = _task_array(name, layer, [*deps, selected], ((1,) * nb, (n,), (2,)), np.float64)
-    name = f"dc-sparsity-extra-{tok}"
-    extra = _task_array(name, {(name, 0, 0): (operator.getitem, skey, 1)}, [selected], ((n,), (2,)), np.float64)
-    name = f"dc-sparsity-threshold-{tok}"
-    tau = _task_array(name, {(name,): (operator.getitem, skey, 0)}, [selected], (), np.float64)
-
-    total = part["deg"].sum(axis=0, split_every=8) + pass3.sum(axis=0, split_every=8) + extra
+    total = degrees2.sum(axis=0, split_every=8) + pass3.sum(axis=0, split_every=8) + extra
     degrees = dsa.map_blocks(
         zero_constant_rows, total, z_all, dtype=np.float64, meta=np.empty((0, 0), np.float64), chunks=total.chunks
     )
-    return [*(rows.scatter(degrees, column, "degree") for column in (0, 1)), tau]
-
-
-def _split_subjects(data: dsa.Array) -> list[tuple[int, int]]:
-    """(index within its chunk, chunk index) of each subject along the leading axis."""
-    edges = np.cumsum((0, *data.chunks[0]))
-    out = []
-    for s in range(data.shape[0]):
-        sb = int(np.searchsorted(edges, s, side="right") - 1)
-        out.append((s - int(edges[sb]), sb))
-    return out
+    return [*(rows.scatter(degrees, column) for column in (0, 1)), tau]
 
 
 def _prepare(bold: xr.DataArray, mask: xr.DataArray, *, func: str):
@@ -260,8 +304,8 @@ def _prepare(bold: xr.DataArray, mask: xr.DataArray, *, func: str):
     data = prepared.data
     if not dask.is_dask_collection(data):
         data = dsa.from_array(data, chunks=data.shape)
-    subjects = _split_subjects(data) if lead else [(None, None)]
-    rows = [_Rows(data, sub, sb, mask_np) for sub, sb in subjects]
+    layout = _Layout(mask_np, data.chunks[-4:-1])
+    rows = [_Rows(data, sub, layout) for sub in (range(data.shape[0]) if lead else [None])]
     return prepared, lead, rows
 
 
@@ -476,7 +520,7 @@ def eigenvector_centrality(
     tol: float = 1e-7,
     block_size: int | None = None,
 ) -> xr.DataArray:
-    r"""Eigenvector centrality of every in-mask voxel, by power iteration without an N x N matrix.
+    r"""Eigenvector centrality of every in-mask voxel, without an N x N matrix.
 
     Parameters
     ----------
@@ -492,9 +536,12 @@ def eigenvector_centrality(
     binary : bool, default False
         With a threshold, use 0/1 edges instead of weights :math:`r_{ij}`.
     max_iter : int, default 200
-        Maximum number of power iterations.
+        Maximum number of products with the matrix (with a threshold, each is a pass over
+        all pairs of voxels).
     tol : float, default 1e-7
-        Convergence: largest change of the unit-norm vector between iterations.
+        Convergence. Without a threshold (power iteration): largest change of the unit-norm
+        vector between iterations. With a threshold (Lanczos): relative accuracy of the
+        eigenvalue, as ``tol`` of :func:`scipy.sparse.linalg.eigsh`.
     block_size : int, optional
         Rows per block of the thresholded matvec (default :func:`default_block_size`).
 
@@ -506,16 +553,23 @@ def eigenvector_centrality(
 
     Notes
     -----
-    Power iteration :math:`v \leftarrow M v / \lVert M v \rVert` from a constant vector.
-    Without a threshold, :math:`M v = (Z (Z^\top v) + \mathbf{1}\mathbf{1}^\top v) / 2` costs
-    :math:`O(N T)` per iteration (rows of :math:`Z` are the standardised series, so
-    :math:`Z Z^\top = R`). With a threshold, each iteration recomputes the correlations block by
-    block (one float32 GEMM per ``block_size`` rows, as for degree centrality) and applies
-    :math:`A + I` (a shift that prevents oscillation and keeps the eigenvector), so it costs
-    one degree-centrality pass per iteration. Each subject is one Dask task holding the
-    ``N x T`` series matrix (about 50 MiB for the 3 mm grey matter) and one row block.
-    Constant voxels are left out of the graph. A :class:`RuntimeWarning` is emitted at
-    compute time if the iteration does not converge.
+    Without a threshold, power iteration :math:`v \leftarrow M v / \lVert M v \rVert` from a
+    constant vector: :math:`M v = (Z (Z^\top v) + \mathbf{1}\mathbf{1}^\top v) / 2` costs
+    :math:`O(N T)` per product (rows of :math:`Z` are the standardised series, so
+    :math:`Z Z^\top = R`), and the dominant eigenvalue (about N / 2) makes it converge in a
+    few products. With a threshold, each product recomputes the correlations block by block
+    (one float32 GEMM per ``block_size`` rows, as for degree centrality) and applies
+    :math:`A + I` (the same eigenvectors), so it costs one degree-centrality pass; the
+    eigenvector is found by implicitly restarted Lanczos iteration
+    (:func:`scipy.sparse.linalg.eigsh`) from the constant vector, which needs far fewer
+    products than power iteration where the two leading eigenvalues are close (61 instead
+    of more than 200 on the 6 mm grey matter at r > 0.25). If it has not converged after
+    ``max_iter`` products, the Rayleigh-Ritz vector of the space spanned by the products made
+    (which holds the power iterate of one product fewer) is returned with the warning; the
+    products are kept for that, :math:`16 N` bytes each. Each subject is one Dask task
+    holding the ``N x T`` series matrix (about 50 MiB for the 3 mm grey matter) and one row
+    block. Constant voxels are left out of the graph. A :class:`RuntimeWarning` is emitted
+    at compute time if the iteration does not converge.
 
     Reproducibility: the products use the BLAS's default number of threads (one task per
     subject may use every core), so repeated runs are bit-identical only while that number
@@ -540,7 +594,7 @@ def eigenvector_centrality(
     for rows in subjects:
         z_all = rows.rows.rechunk({0: -1})
         vec = z_all.map_blocks(
-            eigenvector_power,
+            leading_eigenvector,
             chunks=((rows.n,), (1,)),
             dtype=np.float64,
             meta=np.empty((0, 0), np.float64),
@@ -550,7 +604,7 @@ def eigenvector_centrality(
             max_iter=int(max_iter),
             tol=float(tol),
         )
-        maps.append([rows.scatter(vec, 0, "eigenvector")])
+        maps.append([rows.scatter(vec, 0)])
     (ec,) = _wrap(maps, prepared, lead)
     kind = "fast ECM, (R + 1) / 2" if threshold is None else f"r > {float(threshold):g}"
     ec = set_metadata(

@@ -11,7 +11,7 @@ import xarray as xr
 
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr.metrics._kernels import lfcd_block
-from brainarr.metrics.centrality import _block_slices, _prepare, _Rows, _wrap
+from brainarr.metrics.centrality import _prepare, _Rows, _wrap
 
 __all__ = ["lfcd"]
 
@@ -36,21 +36,12 @@ def _layout(rows: _Rows, shape: tuple[int, int, int], connectivity: int):
     """Padded-grid lookup (row index or -1), each row's flat position, and the neighbour deltas."""
     padded = tuple(s + 2 for s in shape)
     lookup = np.full(padded, -1, np.int32)
-    slices = _block_slices(rows.spatial_chunks)
-    positions = []
-    index = 0
-    for bid in rows.block_ids:
-        mb = rows.mask_blocks[bid]
-        if not mb.any():
-            continue
-        local = np.nonzero(mb)  # C order, as the rows were gathered
-        coords = [c + slices[a][bid[a]].start + 1 for a, c in enumerate(local)]
-        lookup[tuple(coords)] = np.arange(index, index + coords[0].size, dtype=np.int32)
-        positions.append(np.ravel_multi_index(coords, padded))
-        index += coords[0].size
+    lookup[1:-1, 1:-1, 1:-1] = rows.layout.slot
+    coords = rows.layout.index
+    position = np.ravel_multi_index(tuple(c + 1 for c in coords), padded)
     strides = np.array([padded[1] * padded[2], padded[2], 1])
     deltas = np.array([int(np.dot(d, strides)) for d in _offsets(connectivity)], np.int64)
-    return lookup.ravel(), np.concatenate(positions).astype(np.int64), deltas
+    return lookup.ravel(), position.astype(np.int64), deltas
 
 
 def _lfcd_one(rows: _Rows, shape, *, threshold: float, connectivity: int, block_size: int | None) -> list[dsa.Array]:
@@ -78,7 +69,7 @@ def _lfcd_one(rows: _Rows, shape, *, threshold: float, connectivity: int, block_
         deltas=deltas,
         threshold=float(threshold),
     )
-    return [rows.scatter(values, column, "lfcd") for column in (0, 1)]
+    return [rows.scatter(values, column) for column in (0, 1)]
 
 
 @record_history

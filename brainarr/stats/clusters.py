@@ -13,7 +13,7 @@ from brainarr._core.dims import SPATIAL
 from brainarr._core.grid import voxel_size
 from brainarr._core.validation import check_same_grid, get_affine
 from brainarr.exceptions import DimensionError
-from brainarr.stats.grf import cluster_structure
+from brainarr.stats._labels import SignedClusters, cluster_structure, signed_clusters
 
 __all__ = ["cluster_table", "table_to_csv", "table_to_markdown"]
 
@@ -28,12 +28,6 @@ _STUDY_COLUMNS = {
 }
 
 
-def _labels_from_map(t: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    pos, _ = ndimage.label(t > 0, structure=structure)
-    neg, _ = ndimage.label(t < 0, structure=structure)
-    return (pos - neg).astype(np.int64)
-
-
 def _hemisphere(x: float, half_voxel: float) -> str:
     if abs(x) < half_voxel:
         return "midline"
@@ -42,7 +36,7 @@ def _hemisphere(x: float, half_voxel: float) -> str:
 
 def _subpeaks(
     t: np.ndarray,
-    members: np.ndarray,
+    flat: np.ndarray,
     coords: np.ndarray,
     peak: int,
     sign: float,
@@ -50,11 +44,22 @@ def _subpeaks(
     min_distance: float = 8.0,
     n_max: int = 2,
 ) -> list[int]:
-    """Local maxima of ``sign * t`` in the cluster, at least ``min_distance`` mm from chosen peaks."""
-    vals = sign * t
-    local = ndimage.maximum_filter(np.where(members, vals, -np.inf), size=3) == vals
-    cand = np.flatnonzero((local & members).ravel())
-    cand = cand[np.argsort(-vals.ravel()[cand], kind="stable")]
+    """Local maxima of ``sign * t`` among the cluster's voxels ``flat``, ``min_distance`` mm apart.
+
+    The 3 x 3 x 3 maximum filter runs on the cluster's bounding box grown by one voxel, which
+    holds every neighbour of its voxels (other voxels count as minus infinity).
+    """
+    idx = np.unravel_index(flat, t.shape)
+    lo = [max(int(i.min()) - 1, 0) for i in idx]
+    hi = [min(int(i.max()) + 2, n) for i, n in zip(idx, t.shape, strict=True)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    inside = np.zeros([b - a for a, b in zip(lo, hi, strict=True)], bool)
+    inside[tuple(i - a for i, a in zip(idx, lo, strict=True))] = True
+    vals = sign * t[box]
+    local = ndimage.maximum_filter(np.where(inside, vals, -np.inf), size=3) == vals
+    cand_box = np.unravel_index(np.flatnonzero(local & inside), inside.shape)
+    cand = np.ravel_multi_index(tuple(c + a for c, a in zip(cand_box, lo, strict=True)), t.shape)
+    cand = cand[np.argsort(-sign * t.ravel()[cand], kind="stable")]
     chosen = [peak]
     out: list[int] = []
     for c in cand:
@@ -99,9 +104,11 @@ def cluster_table(
     Returns
     -------
     pandas.DataFrame
-        Columns ``cluster`` (label), ``region`` (atlas region at the peak, ``None`` if
-        unlabelled), ``hemisphere`` (``"L"`` for MNI x < 0, ``"R"`` for x > 0,
-        ``"midline"`` for :math:`|x|` below half a voxel), ``size`` (voxels), ``x``, ``y``,
+        Columns ``cluster`` (label: positive clusters 1, 2, ... and negative clusters -1, -2,
+        ..., each numbered by decreasing size, as :func:`~brainarr.stats.grf` does),
+        ``region`` (atlas region at the peak, ``None`` if unlabelled), ``hemisphere``
+        (``"L"`` for MNI x < 0, ``"R"`` for x > 0, ``"midline"`` for :math:`|x|` below half
+        a voxel), ``size`` (voxels), ``x``, ``y``,
         ``z`` (peak, MNI mm), ``peak_t``, ``p`` (cluster p, NaN if unknown), ``regions``
         (atlas regions covered, "name (voxels)" by decreasing count, ``"unlabelled"`` for
         voxels outside the atlas) and ``peak_kind`` (``"main"`` or ``"sub"``). Rows are
@@ -136,7 +143,9 @@ def cluster_table(
         raise DimensionError(f"{func}: the t map must have dims {SPATIAL}, got {t_da.dims}")
     t = np.asarray(t_da.transpose(*SPATIAL).values, dtype=float)
     if labels is None:
-        labels = _labels_from_map(t, cluster_structure(connectivity))
+        clusters = signed_clusters(t, cluster_structure(connectivity))
+    else:
+        clusters = SignedClusters.from_labels(labels)
     if cluster_p:
         p_lookup.update({int(k): float(v) for k, v in cluster_p.items()})
     if atlas is None:
@@ -152,38 +161,37 @@ def cluster_table(
     grids = np.meshgrid(*(np.asarray(t_da[d].values, float) for d in SPATIAL), indexing="ij")
     coords = np.stack([g.ravel() for g in grids], axis=1)
 
-    ids = sorted((int(i) for i in np.unique(labels) if i != 0), key=lambda i: (i < 0, abs(i)))
-    sizes = {i: int((labels == i).sum()) for i in ids}
-    pos_ids = sorted([i for i in ids if i > 0], key=lambda i: -sizes[i])
-    neg_ids = sorted([i for i in ids if i < 0], key=lambda i: -sizes[i])
+    ids, sizes, signs = clusters.ids, clusters.sizes, clusters.signs
+    peaks = clusters.peaks(t)
+    members = clusters.members()
+    t_flat, atlas_flat = t.ravel(), atlas_np.ravel()
     rows = []
-    for i in pos_ids + neg_ids:
-        if sizes[i] < min_size:
+    # positive clusters first, each sign by decreasing size (ties by |label|)
+    for c in np.lexsort((np.abs(ids), -sizes, ids < 0)):
+        i, size = int(ids[c]), int(sizes[c])
+        if size == 0 or size < min_size:
             continue
-        members = labels == i
-        flat = np.flatnonzero(members.ravel())
-        sign = 1.0 if i > 0 else -1.0
-        peak = int(flat[np.argmax(sign * t.ravel()[flat])])
-        covered = pd.Series(atlas_np.ravel()[flat]).value_counts()
+        flat = members[c]
+        covered = pd.Series(atlas_flat[flat]).value_counts()
         covered_text = "; ".join(
             f"{names.get(int(k), 'unlabelled') if int(k) != 0 else 'unlabelled'} ({int(v)})" for k, v in covered.items()
         )
-        peaks = [(peak, "main")]
+        peaks_c = [(int(peaks[c]), "main")]
         if subpeaks:
-            peaks += [(q, "sub") for q in _subpeaks(t, members, coords, peak, sign)]
-        for q, kind in peaks:
+            peaks_c += [(q, "sub") for q in _subpeaks(t, flat, coords, int(peaks[c]), float(signs[c]))]
+        for q, kind in peaks_c:
             x, y, z = coords[q]
-            label = int(atlas_np.ravel()[q])
+            label = int(atlas_flat[q])
             rows.append(
                 {
                     "cluster": i,
                     "region": names.get(label) if label != 0 else None,
                     "hemisphere": _hemisphere(x, half),
-                    "size": sizes[i],
+                    "size": size,
                     "x": float(x),
                     "y": float(y),
                     "z": float(z),
-                    "peak_t": float(t.ravel()[q]),
+                    "peak_t": float(t_flat[q]),
                     "p": p_lookup.get(i, np.nan),
                     "regions": covered_text,
                     "peak_kind": kind,

@@ -17,27 +17,20 @@ from typing import Literal
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage, special, stats
+from scipy import special, stats
 
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL
 from brainarr._core.grid import voxel_size
 from brainarr._core.validation import check_same_grid, describe, get_affine
 from brainarr.exceptions import DataValidationError, DimensionError, MissingMetadataError
+from brainarr.stats._labels import cluster_structure, signed_clusters
 from brainarr.stats.glm import t_to_z
 from brainarr.stats.smoothness import smoothness
 
 __all__ = ["cluster_size_threshold", "cluster_structure", "grf", "grf_cluster_p"]
 
 CLUSTER = "cluster_id"
-
-
-def cluster_structure(connectivity: Literal[6, 18, 26]) -> np.ndarray:
-    """3 x 3 x 3 neighbourhood for :func:`scipy.ndimage.label` (6 faces, 18 faces+edges, 26 all)."""
-    if connectivity not in (6, 18, 26):
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity!r}")
-    rank = {6: 1, 18: 2, 26: 3}[connectivity]
-    return ndimage.generate_binary_structure(3, rank)
 
 
 def _grf_terms(z: float, n_voxels: int, dlh: float) -> tuple[float, float]:
@@ -111,19 +104,6 @@ def cluster_size_threshold(*, z: float, n_voxels: int, dlh: float, cluster_p: fl
     while k > 1 and grf_cluster_p(k - 1, z=z, n_voxels=n_voxels, dlh=dlh) < cluster_p:
         k -= 1
     return int(k)
-
-
-def _label_sign(part: np.ndarray, structure: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]:
-    """Label one sign's suprathreshold voxels; keep clusters >= k, numbered 1.. by size (desc)."""
-    labels, n = ndimage.label(part, structure=structure)
-    if n == 0:
-        return np.zeros(part.shape, np.int32), []
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(sizes >= k) + 1
-    order = keep[np.argsort(-sizes[keep - 1], kind="stable")]
-    relabel = np.zeros(n + 1, np.int32)
-    relabel[order] = np.arange(1, order.size + 1)
-    return relabel[labels], [int(sizes[i - 1]) for i in order]
 
 
 def _check_smoothness(dlh: float, fwhm_mm: np.ndarray, result: xr.Dataset, mask_np: np.ndarray, *, func: str) -> None:
@@ -258,19 +238,10 @@ def grf(
     k = cluster_size_threshold(z=z_thr, n_voxels=n_voxels, dlh=dlh, cluster_p=pc)
 
     z_np = np.where(mask_np, t_to_z(t_np, dof), 0.0)
-    pos, pos_sizes = _label_sign(z_np >= z_thr, structure, k)
-    labels = pos
-    sizes = pos_sizes
-    ids = list(range(1, len(pos_sizes) + 1))
-    if two_tailed:
-        neg, neg_sizes = _label_sign(z_np <= -z_thr, structure, k)
-        labels = pos - neg
-        sizes = pos_sizes + neg_sizes
-        ids += [-i for i in range(1, len(neg_sizes) + 1)]
-    peaks = []
-    for i in ids:
-        vals = t_np[labels == i]
-        peaks.append(float(vals.max() if i > 0 else vals.min()))
+    tails = "both" if two_tailed else "positive"
+    clusters = signed_clusters(z_np, structure, threshold=z_thr, tail=tails, min_size=k)
+    labels, ids, sizes = clusters.labels, clusters.ids, clusters.sizes
+    peaks = t_np.ravel()[clusters.peaks(t_np)]
     p_cl = grf_cluster_p(np.asarray(sizes, dtype=float), z=z_thr, n_voxels=n_voxels, dlh=dlh)
     if two_tailed:
         p_cl = np.minimum(1.0, 2 * p_cl)

@@ -31,7 +31,7 @@ from scipy.sparse import csgraph
 from brainarr._core.attrs import carry_attrs, record_history, set_metadata
 from brainarr._core.dims import SPATIAL, SUBJECT
 from brainarr.stats._design import check_maps, check_subject_maps, group_design, valid_voxels
-from brainarr.stats.grf import cluster_structure
+from brainarr.stats._labels import cluster_structure, signed_clusters
 
 __all__ = ["permutation", "tfce"]
 
@@ -223,19 +223,6 @@ def tfce(
     return out
 
 
-def _cluster_stat(img: np.ndarray, thr: float, structure: np.ndarray, kind: str) -> np.ndarray:
-    """Per-voxel cluster size or mass (sum of the statistic) of ``img >= thr``; 0 elsewhere."""
-    labels, n = ndimage.label(img >= thr, structure=structure)
-    if n == 0:
-        return np.zeros(img.shape)
-    if kind == "cluster_size":
-        per = np.bincount(labels.ravel()).astype(np.float64)
-    else:
-        per = np.bincount(labels.ravel(), weights=img.ravel())
-    per[0] = 0.0
-    return per[labels]
-
-
 class _Stat:
     """The statistic map of one t map (positive values; larger is more significant)."""
 
@@ -258,14 +245,17 @@ class _Stat:
     def _one_side(self, img: np.ndarray) -> np.ndarray:
         if self.kind == "voxel":
             return np.maximum(img, 0.0)
-        if self.kind == "tfce":
-            return _tfce_kernel(img, e=self.e, h=self.h, dh=self.dh, structure=self.structure)
-        return _cluster_stat(img, self.t_thr, self.structure, self.kind)
+        return _tfce_kernel(img, e=self.e, h=self.h, dh=self.dh, structure=self.structure)
 
     def signed_map(self, t_vec: np.ndarray) -> np.ndarray:
         """Signed statistic map (3-D): positive-tail values >= 0, negative-tail values <= 0."""
         img = np.zeros(self.shape)
         img.flat[self.index] = t_vec
+        if self.kind in ("cluster_size", "cluster_mass"):
+            # each voxel of a cluster of |t| >= t_thr gets the cluster's size or mass (sum of |t|)
+            clusters = signed_clusters(img, self.structure, threshold=self.t_thr, tail=self.tail)
+            per = clusters.sizes if self.kind == "cluster_size" else clusters.sums(np.abs(img))
+            return clusters.spread(per * clusters.signs)
         out = np.zeros(self.shape)
         if self.tail in ("both", "positive"):
             out += self._one_side(img)

@@ -11,7 +11,13 @@ import xarray as xr
 import brainarr.metrics as bm
 from brainarr._core.blas import one_blas_thread
 from brainarr.exceptions import ChunkingError, DimensionError, GridMismatchError
-from brainarr.metrics._kernels import degree_block, degree_upper, zero_constant_rows, zscore_rows
+from brainarr.metrics._kernels import (
+    degree_block,
+    degree_upper,
+    leading_eigenvector,
+    zero_constant_rows,
+    zscore_rows,
+)
 from brainarr.testing import ShuffledThreadPool, blas_threads, make_bold, raise_if_dask_computes
 
 CHUNKINGS = [
@@ -242,6 +248,47 @@ class TestEigenvectorCentrality:
             bm.eigenvector_centrality(bold, mask, threshold=-0.2)
         with pytest.raises(ValueError, match="max_iter"):
             bm.eigenvector_centrality(bold, mask, max_iter=0)
+
+    def test_graph_without_edges_gives_the_constant_vector(self, bold, values, mask, mask_np):
+        # every vector is an eigenvector of a graph without edges: power iteration from the
+        # constant vector stays there, and so does the result
+        out = bm.eigenvector_centrality(bold, mask, threshold=0.999).values
+        valid = mask_np & (np.ptp(values, axis=-1) > 0)
+        np.testing.assert_allclose(out[valid], 1 / np.sqrt(valid.sum()), rtol=1e-6)  # float32 maps
+        assert np.all(out[~valid] == 0)
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    @pytest.mark.parametrize(("threshold", "binary"), [(0.0, False), (0.3, False), (0.3, True), (0.6, True)])
+    def test_kernel_matches_dense_eigh(self, seed, threshold, binary):
+        rng = np.random.default_rng(seed)
+        # two groups of correlated series plus noise: close leading eigenvalues
+        x = rng.standard_normal((240, 50))
+        x[:120] += 0.8 * rng.standard_normal(50)
+        x[120:] += 0.75 * rng.standard_normal(50)
+        x[5] = 2.0  # a constant series: left out, centrality 0
+        z = zscore_rows(x)
+        out = leading_eigenvector(z, threshold=threshold, binary=binary, block_size=37, max_iter=500, tol=1e-10)
+        r = np.corrcoef(np.delete(x, 5, axis=0))
+        np.fill_diagonal(r, 0)
+        _, vecs = np.linalg.eigh(np.where(r > threshold, 1.0 if binary else r, 0.0))
+        ref = np.insert(np.abs(vecs[:, -1]), 5, 0.0)
+        np.testing.assert_allclose(out[:, 0], ref, atol=1e-6)
+        assert out[5, 0] == 0 and np.all(out >= 0)
+
+    def test_not_converged_returns_the_best_estimate(self):
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((200, 40)) + 0.5 * rng.standard_normal(40)
+        z = zscore_rows(x)
+        r = np.corrcoef(x)
+        np.fill_diagonal(r, 0)
+        ref = np.abs(np.linalg.eigh(np.where(r > 0.2, r, 0.0))[1][:, -1])
+        errors = []
+        for max_iter in (3, 6):
+            with pytest.warns(RuntimeWarning, match=f"did not converge in {max_iter} iterations"):
+                out = leading_eigenvector(z, threshold=0.2, binary=False, block_size=64, max_iter=max_iter, tol=1e-12)
+            np.testing.assert_allclose(np.linalg.norm(out), 1.0, rtol=1e-12)
+            errors.append(np.abs(out[:, 0] - ref).max())
+        assert errors[1] < errors[0] < 0.1
 
     def test_not_converged_warns(self, bold, mask):
         out = bm.eigenvector_centrality(bold, mask, threshold=0.2, max_iter=1)
