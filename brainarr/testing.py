@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "check_bad_input",
     "dice",
     "epi_like",
+    "killable_cluster",
     "make_affine",
     "make_bold",
     "make_maps",
@@ -189,6 +191,25 @@ def make_maps(
     if chunks is not None:
         maps = maps.copy(data=maps.chunk(chunks).data)
     return maps
+
+
+@contextlib.contextmanager
+def killable_cluster(n_workers: int = 2, *, allowed_failures: int = 10) -> Iterator[Any]:
+    """A client of a local cluster of single-threaded worker processes whose workers may be killed.
+
+    The nannies restart a killed worker; ``allowed_failures`` is how many worker deaths a task
+    survives (``distributed.scheduler.allowed-failures``).
+    """
+    import distributed
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}),
+        distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
 
 
 def sigkill_when(proc, condition, *, timeout: float, what: str = "the process"):

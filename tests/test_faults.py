@@ -21,7 +21,7 @@ import xarray as xr
 from brainarr import io as bio
 from brainarr.cohort import open_cohort
 from brainarr.metrics import alff, degree_centrality, reho
-from brainarr.testing import make_affine, sigkill_when
+from brainarr.testing import killable_cluster, make_affine, sigkill_when
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,6 @@ def _metrics(bold: xr.DataArray, mask: xr.DataArray) -> xr.Dataset:
 
 @pytest.mark.timeout(120)
 def test_worker_killed_mid_computation_result_unchanged():
-    import distributed
 
     cohort = _cohort()
     mask = cohort["mask"]
@@ -85,13 +84,7 @@ def test_worker_killed_mid_computation_result_unchanged():
     bold = bold.copy(data=bold.data.map_blocks(slow, dtype=bold.dtype))
     graph = _metrics(bold, mask)
 
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 10}),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with killable_cluster(allowed_failures=10) as client:
         pids = client.run(os.getpid)
         assert len(pids) == 2
         future = client.compute(graph)

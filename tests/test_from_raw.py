@@ -13,6 +13,7 @@ import brainarr as ba
 from brainarr.datasets import simulate_raw, study_grid, tissue_probability
 from brainarr.exceptions import GridMismatchError, InputFileError, MissingMetadataError, ObliqueAffineWarning
 from brainarr.raw import _ingest
+from brainarr.testing import killable_cluster
 
 pytestmark = pytest.mark.filterwarnings("ignore::brainarr.exceptions.ObliqueAffineWarning")
 
@@ -235,19 +236,10 @@ def test_worker_killed_mid_subject_recomputes_it(raw, chain, tmp_path):
     import threading
     import time
 
-    import dask
-    import distributed
-
     table = ba.raw.find_bids_raw(raw["root"]).loc[["sub-001"]]
     table.attrs = {"participants": raw["participants"]}
     store = tmp_path / "study.zarr"
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 5}),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with killable_cluster(allowed_failures=5) as client:
         pids = client.run(os.getpid)
         outcome: dict = {}
         worker = threading.Thread(

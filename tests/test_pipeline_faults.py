@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import dask
 import nibabel as nib
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from brainarr import io, pipeline
 from brainarr.cohort import open_cohort
 from brainarr.config import StudyConfig
 from brainarr.datasets import simulate_cohort
-from brainarr.testing import sigkill_when
+from brainarr.testing import killable_cluster, sigkill_when
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +194,6 @@ def _slow_subject_tasks(seconds: float) -> None:  # run on each worker: slow its
 
 @pytest.mark.timeout(240)
 def test_worker_killed_with_several_subjects_in_flight_leaves_an_uninterrupted_store(tmp_path):
-    import distributed
 
     raw = tmp_path / "raw.zarr"
     io.ingest(simulate_cohort(4, 4, voxel_size=6.0, n_volumes=60, seed=5, effect_size=3.0, shape=SHAPE), str(raw))
@@ -206,13 +204,7 @@ def test_worker_killed_with_several_subjects_in_flight_leaves_an_uninterrupted_s
     store = tmp_path / "study.zarr"
     shutil.copytree(raw, store)
 
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 10}),
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with killable_cluster(allowed_failures=10) as client:
         client.run(_slow_subject_tasks, 1.0)
         pids = client.run(os.getpid)
         outcome = {}
