@@ -67,8 +67,8 @@ def _gaussian(data, sigma: tuple[float, ...], truncate: float):
     several chunks could not hold it).
 
     This is what ``dask_image.ndfilters.gaussian_filter`` does (the same numbers, bit for
-    bit, and the same time: 63 maps 61 x 73 x 61 in 0.2 s, a 230-volume series in 0.7-0.8 s
-    on 2 threads, ``benchmarks/preprocess.py smooth``), but dask-image refuses a kernel
+    bit, and the same time: 63 maps 61 x 73 x 61 in 0.2 s, a 230-volume series in 0.4-1.0 s
+    on 2 shared threads, ``benchmarks/preprocess.py smooth``), but dask-image refuses a kernel
     longer than an axis, and one ``map_overlap`` call needs no extra dependency.
     """
     if not dask.is_dask_collection(data):
